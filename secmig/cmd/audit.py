@@ -1,0 +1,5 @@
+"""``secmig audit``: placeholder replaced by the audit work in progress."""
+
+
+def add_parser(subparsers):
+    pass

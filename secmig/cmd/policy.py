@@ -1,0 +1,5 @@
+"""``secmig policy``: placeholder replaced by the policy work in progress."""
+
+
+def add_parser(subparsers):
+    pass

@@ -1,0 +1,1 @@
+"""Host identity: a CA, enrollment, installation and verification."""

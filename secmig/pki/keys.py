@@ -1,0 +1,146 @@
+"""Keys, certificates and their PEM encodings.
+
+Parsing is strict: anything that is not exactly the expected PEM objects
+is refused with a reason that tells truncation apart from garbage.
+"""
+
+import hashlib
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+
+from secmig.decision import Decision
+from secmig import exception
+
+#: Key types secmig generates. Elliptic-curve keys are the default: they
+#: are small and fast to sign with, and both GnuTLS (QEMU) and
+#: cryptography's path validation accept them.
+KEY_TYPES = ('ec-p256', 'ec-p384', 'rsa-3072', 'rsa-4096')
+DEFAULT_KEY_TYPE = 'ec-p256'
+
+_ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+
+def generate_key(key_type=DEFAULT_KEY_TYPE):
+    if key_type == 'ec-p256':
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == 'ec-p384':
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type in ('rsa-3072', 'rsa-4096'):
+        return rsa.generate_private_key(65537, int(key_type[4:]))
+    raise exception.PKIError(
+        'unknown key type %r; choose one of %s'
+        % (key_type, ', '.join(KEY_TYPES)), code='bad_key_type')
+
+
+def private_key_pem(key):
+    return key.private_bytes(serialization.Encoding.PEM,
+                             serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def cert_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _check_pem_framing(data, label, path):
+    text = data.decode('ascii', errors='replace')
+    begin = '-----BEGIN %s' % label
+    if begin not in text:
+        raise exception.PKIError(
+            '%s is not a PEM %s (no "%s" line)' % (path, label.lower(), begin),
+            code='malformed_pem')
+    if text.count(begin) != text.count('-----END %s' % label):
+        raise exception.PKIError(
+            '%s is truncated: a "%s" block has no END line'
+            % (path, begin), code='truncated_pem')
+
+
+def load_certificates(data, path='<certificate>'):
+    """Parse one or more PEM certificates, or raise ``PKIError``."""
+    _check_pem_framing(data, 'CERTIFICATE', path)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise exception.PKIError(
+            '%s holds a corrupt certificate: %s' % (path, e),
+            code='malformed_pem') from e
+    return certs
+
+
+def load_certificate(data, path='<certificate>'):
+    """Parse exactly one PEM certificate, or raise ``PKIError``."""
+    certs = load_certificates(data, path)
+    if len(certs) != 1:
+        raise exception.PKIError(
+            '%s holds %d certificates; expected exactly one'
+            % (path, len(certs)), code='malformed_pem')
+    return certs[0]
+
+
+def load_private_key(data, path='<key>'):
+    _check_pem_framing(data, '', path)
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise exception.PKIError(
+            '%s is not a usable unencrypted PEM private key: %s'
+            % (path, e), code='malformed_key') from e
+
+
+def load_csr(data, path='<csr>'):
+    _check_pem_framing(data, 'CERTIFICATE REQUEST', path)
+    try:
+        return x509.load_pem_x509_csr(data)
+    except ValueError as e:
+        raise exception.PKIError(
+            '%s holds a corrupt certificate request: %s' % (path, e),
+            code='malformed_pem') from e
+
+
+def load_crl(data, path='<crl>'):
+    _check_pem_framing(data, 'X509 CRL', path)
+    try:
+        return x509.load_pem_x509_crl(data)
+    except ValueError as e:
+        raise exception.PKIError(
+            '%s holds a corrupt revocation list: %s' % (path, e),
+            code='malformed_pem') from e
+
+
+def public_key_der(public_key):
+    return public_key.public_bytes(
+        serialization.Encoding.DER,
+        serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_matches_certificate(key, cert):
+    return (public_key_der(key.public_key())
+            == public_key_der(cert.public_key()))
+
+
+def fingerprint(cert):
+    """SHA-256 fingerprint of the DER certificate, as lowercase hex."""
+    return hashlib.sha256(
+        cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def check_key_strength(public_key, min_rsa_bits=2048):
+    """Refuse key algorithms and sizes too weak for host identities."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < min_rsa_bits:
+            return Decision.refuse(
+                'weak_key', 'RSA key of %d bits is below the minimum of %d'
+                % (public_key.key_size, min_rsa_bits))
+        return Decision.allow(key='rsa-%d' % public_key.key_size)
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(public_key.curve, _ACCEPTED_CURVES):
+            return Decision.refuse(
+                'weak_key', 'elliptic curve %s is not accepted (use P-256, '
+                'P-384 or P-521)' % public_key.curve.name)
+        return Decision.allow(key='ec-%s' % public_key.curve.name)
+    return Decision.refuse(
+        'unsupported_key', 'key algorithm %s is not accepted for host '
+        'certificates (use ECDSA or RSA)' % type(public_key).__name__)

@@ -1,0 +1,85 @@
+"""One-time enrollment tokens.
+
+The CA hands a token to the operator who enrolls a host; the host's CSR
+is signed only against a valid token. The CA keeps the SHA-256 hash of
+each token, never the token itself, with what the token approves: the
+host name, its other names and addresses, and its clearance. A token
+expires and is consumed by its first use.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+
+from secmig import exception
+from secmig.pki import fileio
+
+DEFAULT_TTL = 3600
+
+
+def _digest(token):
+    return hashlib.sha256(token.encode('utf-8')).hexdigest()
+
+
+class TokenStore:
+    """Token records in a JSON file; callers hold the CA lock."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def _load(self):
+        if not os.path.exists(self.path):
+            return {}
+        try:
+            return json.loads(fileio.read_bytes(self.path, 'token store'))
+        except ValueError as e:
+            raise exception.PKIError(
+                'token store %s is corrupt: %s' % (self.path, e),
+                code='corrupt_ca_state') from e
+
+    def _save(self, records):
+        fileio.write_atomic(self.path, json.dumps(records, indent=1,
+                                                  sort_keys=True).encode(),
+                            mode=0o600, overwrite=True)
+
+    def create(self, host, names, addresses, clearance, now, ttl=DEFAULT_TTL):
+        """Return a new token approving a certificate for ``host``."""
+        if ttl <= 0:
+            raise exception.PKIError('token lifetime must be positive',
+                                     code='bad_ttl')
+        token = secrets.token_urlsafe(32)
+        records = self._load()
+        records[_digest(token)] = {
+            'host': host, 'names': sorted(set(names) | {host}),
+            'addresses': sorted(set(addresses)), 'clearance': clearance,
+            'expires_at': now + ttl, 'used_at': None}
+        self._save(records)
+        return token
+
+    def check(self, token, now):
+        """Return what ``token`` approves, or raise ``PKIError``.
+
+        Codes: ``token_unknown``, ``token_used``, ``token_expired``.
+        """
+        record = self._load().get(_digest(token or ''))
+        if record is None:
+            raise exception.PKIError(
+                'enrollment token is not known to this CA',
+                code='token_unknown')
+        if record['used_at'] is not None:
+            raise exception.PKIError(
+                'enrollment token for %s was already used; create a new '
+                'one with "secmig pki token-create"' % record['host'],
+                code='token_used')
+        if now >= record['expires_at']:
+            raise exception.PKIError(
+                'enrollment token for %s expired; create a new one'
+                % record['host'], code='token_expired')
+        return dict(record)
+
+    def mark_used(self, token, now):
+        """Consume a token that :meth:`check` accepted."""
+        records = self._load()
+        records[_digest(token)]['used_at'] = now
+        self._save(records)

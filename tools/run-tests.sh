@@ -1,0 +1,54 @@
+#!/bin/bash
+# The one test command: prepare the machine and a virtualenv, then run
+# the style checks and every test tier. Usage:
+#
+#   tools/run-tests.sh [TIER ...]     (tiers: unit nova watcher system)
+#
+# Each tier is a separate stestr run, because nova and watcher cannot be
+# imported into one Python process. A tier without tests is reported and
+# skipped. The last line sums up all tiers: "secmig: N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tiers=("$@")
+[ ${#tiers[@]} -gt 0 ] || tiers=(unit nova watcher system)
+
+tools/test-setup.sh
+
+venv=${SECMIG_VENV:-.venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q -U pip
+"$venv/bin/pip" install -q -r requirements.txt -r test-requirements.txt \
+    -e .
+export PATH="$PWD/$venv/bin:$PATH"
+
+echo "== style: flake8 and bashate"
+flake8 secmig tests tools
+bashate -i E006 tools/*.sh .ci/run
+
+passed=0 failed=0 skipped=0 status=0
+count() {
+    local n
+    n=$(sed -n "s/^ - $1: \([0-9]*\).*/\1/p" "$log" | tail -n 1)
+    echo "${n:-0}"
+}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for tier in "${tiers[@]}"; do
+    if [ -z "$(find "tests/$tier" -name 'test_*.py' 2>/dev/null)" ]; then
+        echo "== tier $tier: no tests yet"
+        continue
+    fi
+    echo "== tier $tier"
+    concurrency=2
+    [ "$tier" = system ] && concurrency=1
+    if ! stestr --test-path "./tests/$tier" run \
+            --concurrency "$concurrency" 2>&1 | tee "$log"; then
+        status=1
+    fi
+    passed=$((passed + $(count Passed)))
+    failed=$((failed + $(count Failed)))
+    skipped=$((skipped + $(count Skipped)))
+done
+echo "secmig: $passed passed, $failed failed, $skipped skipped"
+exit $status
