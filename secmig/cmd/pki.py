@@ -137,8 +137,9 @@ def do_verify(args, conf):
         min_rsa_bits=conf.pki.min_rsa_bits,
         require_crl=conf.pki.require_crl and not args.no_crl)
     if verdict and args.key:
-        verdict = verify.verify_key_pair(
+        pair = verify.verify_key_pair(
             cert, keys.load_private_key(_read(args.key, 'key'), args.key))
+        verdict = verdict if pair else pair
     if args.json:
         print(json.dumps(verdict.as_dict(), indent=1, sort_keys=True))
     elif verdict:
