@@ -182,7 +182,7 @@ def add_parser(subparsers):
     ca_dir(p)
     p.add_argument('--name', required=True, help='the CA\'s common name')
     p.add_argument('--days', type=_positive, default=ca_mod.DEFAULT_CA_DAYS)
-    p.add_argument('--key-type', choices=keys.KEY_TYPES,
+    p.add_argument('--key-type', choices=keys.CA_KEY_TYPES,
                    default=keys.DEFAULT_KEY_TYPE)
     p.add_argument('--force', action='store_true',
                    help='replace an existing CA key and certificate')

@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from secmig.conf import groups
+
 pki_group = cfg.OptGroup(
     'pki',
     title='Host identity (X.509) options',
@@ -38,8 +40,7 @@ pki_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(pki_group)
-    conf.register_opts(pki_opts, group=pki_group)
+    groups.register(conf, pki_group, pki_opts)
 
 
 def list_opts():

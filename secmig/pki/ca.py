@@ -20,7 +20,6 @@ import ipaddress
 import json
 import os
 
-from cryptography.hazmat.primitives import hashes
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.oid import NameOID
@@ -78,7 +77,7 @@ def host_extensions_builder(builder, subject_key, issuer_cert, names,
                 subject_key), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 issuer_cert.public_key()), critical=False)
-            .add_extension(clearance_ext.encode(level), critical=False))
+            )
 
 
 class CertificateAuthority:
@@ -99,6 +98,11 @@ class CertificateAuthority:
                key_type=keys.DEFAULT_KEY_TYPE, now=None, overwrite=False):
         """Create a CA in ``ca_dir`` (made 0700 if missing)."""
         now = now or utcnow()
+        if key_type not in keys.CA_KEY_TYPES:
+            raise exception.PKIError(
+                'a CA key must be one of %s, not %s'
+                % (', '.join(keys.CA_KEY_TYPES), key_type),
+                code='bad_key_type')
         os.makedirs(ca_dir, mode=0o700, exist_ok=True)
         key = keys.generate_key(key_type)
         name = x509.Name([
@@ -119,7 +123,7 @@ class CertificateAuthority:
                     encipher_only=False, decipher_only=False), critical=True)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(
                     key.public_key()), critical=False)
-                .sign(key, hashes.SHA256()))
+                .sign(key, keys.signature_hash(key)))
         with fileio.locked(ca_dir):
             fileio.write_atomic(os.path.join(ca_dir, CA_KEY),
                                 keys.private_key_pem(key), mode=0o600,
@@ -169,7 +173,7 @@ class CertificateAuthority:
                      ttl=tokens.DEFAULT_TTL, now=None):
         """Return a one-time token approving a certificate for ``host``."""
         now = now or utcnow()
-        clearance_ext.encode(level)  # validates the level
+        clearance_ext.attribute(level)  # validates the level
         for address in addresses:
             _parse_address(address)
         with fileio.locked(self.ca_dir):
@@ -244,6 +248,7 @@ class CertificateAuthority:
                    .subject_name(x509.Name([
                        x509.NameAttribute(NameOID.ORGANIZATION_NAME,
                                           'secmig'),
+                       clearance_ext.attribute(level),
                        x509.NameAttribute(NameOID.COMMON_NAME, host)]))
                    .issuer_name(self.cert.subject)
                    .public_key(public_key)
@@ -252,7 +257,7 @@ class CertificateAuthority:
                    .not_valid_after(not_after))
         builder = host_extensions_builder(builder, public_key, self.cert,
                                           names, addresses, level)
-        cert = builder.sign(ca_key, hashes.SHA256())
+        cert = builder.sign(ca_key, keys.signature_hash(ca_key))
         serial = '%x' % cert.serial_number
         fileio.write_atomic(self._path(os.path.join('issued',
                                                     serial + '.pem')),
@@ -315,7 +320,7 @@ class CertificateAuthority:
                            critical=False)
                        .build())
             builder = builder.add_revoked_certificate(revoked)
-        crl = builder.sign(ca_key, hashes.SHA256())
+        crl = builder.sign(ca_key, keys.signature_hash(ca_key))
         fileio.write_atomic(self._path(CA_CRL), crl.public_bytes(
             keys.serialization.Encoding.PEM), overwrite=True)
 

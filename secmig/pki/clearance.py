@@ -1,46 +1,54 @@
 """The clearance level bound into a host certificate.
 
 Mandatory access control compares an instance's level with the
-clearance of the destination host. The clearance travels in a
-non-critical X.509 extension that only the CA writes, so a host cannot
-raise its own level: changing it breaks the CA's signature. GnuTLS
-(QEMU) ignores the extension because it is not critical.
+clearance of the destination host. The clearance travels in the
+certificate's subject as one organizational-unit attribute,
+``OU=secmig-clearance=N``, that only the CA writes: a host cannot raise
+its own level, because changing the subject breaks the CA's signature.
 
-The value is a DER INTEGER between 0 and ``MAX_LEVEL``. A certificate
-without the extension (for example from an operator's own CA) has
-clearance 0, the lowest.
+A subject attribute rather than a private X.509 extension: GnuTLS (and so
+QEMU) parses every extension's OID, and refuses to load a certificate
+whose OID has an arc wider than 64 bits, which rules out the
+registration-free UUID arc (2.25); an attribute needs no OID of ours.
+
+A certificate without the attribute (for example from an operator's own
+CA) has clearance 0, the lowest. An operator's CA may write the attribute
+itself.
 """
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from secmig import exception
 
-#: An OID under the ITU-T X.667 UUID arc (2.25), which anyone may use
-#: without registration; the UUID is secmig's own.
-CLEARANCE_OID = x509.ObjectIdentifier(
-    '2.25.96282515892153627830532804099092403167')
 MAX_LEVEL = 100
+_PREFIX = 'secmig-clearance='
 
 
-def encode(level):
-    if not isinstance(level, int) or not 0 <= level <= MAX_LEVEL:
+def attribute(level):
+    """The subject attribute carrying ``level``."""
+    if (not isinstance(level, int) or isinstance(level, bool)
+            or not 0 <= level <= MAX_LEVEL):
         raise exception.PKIError(
             'clearance level must be an integer from 0 to %d, not %r'
             % (MAX_LEVEL, level), code='bad_clearance')
-    return x509.UnrecognizedExtension(CLEARANCE_OID,
-                                      bytes((0x02, 0x01, level)))
+    return x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                              '%s%d' % (_PREFIX, level))
 
 
 def decode(cert):
-    """Return the certificate's clearance level (0 when absent)."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(CLEARANCE_OID)
-    except x509.ExtensionNotFound:
+    """Return the certificate's clearance level (0 when absent).
+
+    Raises ``PKIError`` (``bad_clearance``) when the attribute is present
+    more than once or does not hold an integer from 0 to ``MAX_LEVEL``.
+    """
+    values = [a.value for a in cert.subject.get_attributes_for_oid(
+        NameOID.ORGANIZATIONAL_UNIT_NAME) if a.value.startswith(_PREFIX)]
+    if not values:
         return 0
-    value = ext.value.value
-    if (len(value) != 3 or value[0] != 0x02 or value[1] != 0x01
-            or value[2] > MAX_LEVEL):
+    text = values[0][len(_PREFIX):]
+    if len(values) > 1 or not text.isdigit() or int(text) > MAX_LEVEL:
         raise exception.PKIError(
-            'the clearance extension is malformed (%s)' % value.hex(),
-            code='bad_clearance')
-    return value[2]
+            'the clearance attribute is malformed (%s)'
+            % ', '.join(values), code='bad_clearance')
+    return int(text)

@@ -14,7 +14,6 @@ import grp
 import ipaddress
 import os
 
-from cryptography.hazmat.primitives import hashes
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -56,7 +55,7 @@ def make_key_and_csr(cert_dir, host, names=(), addresses=(),
            .subject_name(x509.Name([
                x509.NameAttribute(NameOID.COMMON_NAME, host)]))
            .add_extension(x509.SubjectAlternativeName(san), critical=False)
-           .sign(key, hashes.SHA256()))
+           .sign(key, keys.signature_hash(key)))
     return csr.public_bytes(keys.serialization.Encoding.PEM)
 
 

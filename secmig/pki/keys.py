@@ -7,18 +7,23 @@ is refused with a reason that tells truncation apart from garbage.
 import hashlib
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography import x509
 
 from secmig.decision import Decision
 from secmig import exception
 
-#: Key types secmig generates. Elliptic-curve keys are the default: they
-#: are small and fast to sign with, and both GnuTLS (QEMU) and
-#: cryptography's path validation accept them.
-KEY_TYPES = ('ec-p256', 'ec-p384', 'rsa-3072', 'rsa-4096')
+#: Key types secmig generates. ECDSA P-256 is the default: small, fast to
+#: sign with, and accepted by GnuTLS (QEMU), libvirt and cryptography's
+#: path validation alike.
+KEY_TYPES = ('ec-p256', 'ec-p384', 'ed25519', 'rsa-3072', 'rsa-4096')
 DEFAULT_KEY_TYPE = 'ec-p256'
+#: A CA key must be ECDSA or RSA: path validation refuses certificates
+#: signed with Ed25519.
+CA_KEY_TYPES = tuple(t for t in KEY_TYPES if t != 'ed25519')
 
 _ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
@@ -28,11 +33,20 @@ def generate_key(key_type=DEFAULT_KEY_TYPE):
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == 'ec-p384':
         return ec.generate_private_key(ec.SECP384R1())
+    if key_type == 'ed25519':
+        return ed25519.Ed25519PrivateKey.generate()
     if key_type in ('rsa-3072', 'rsa-4096'):
         return rsa.generate_private_key(65537, int(key_type[4:]))
     raise exception.PKIError(
         'unknown key type %r; choose one of %s'
         % (key_type, ', '.join(KEY_TYPES)), code='bad_key_type')
+
+
+def signature_hash(key):
+    """The digest to sign with ``key`` (Ed25519 takes none)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    return hashes.SHA256()
 
 
 def private_key_pem(key):
@@ -141,6 +155,9 @@ def check_key_strength(public_key, min_rsa_bits=2048):
                 'weak_key', 'elliptic curve %s is not accepted (use P-256, '
                 'P-384 or P-521)' % public_key.curve.name)
         return Decision.allow(key='ec-%s' % public_key.curve.name)
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return Decision.allow(key='ed25519')
     return Decision.refuse(
         'unsupported_key', 'key algorithm %s is not accepted for host '
-        'certificates (use ECDSA or RSA)' % type(public_key).__name__)
+        'certificates (use ECDSA, Ed25519 or RSA)'
+        % type(public_key).__name__)

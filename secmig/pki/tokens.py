@@ -48,7 +48,9 @@ class TokenStore:
         if ttl <= 0:
             raise exception.PKIError('token lifetime must be positive',
                                      code='bad_ttl')
-        token = secrets.token_urlsafe(32)
+        # Hex: a token never starts with '-', which a shell or argparse would
+        # take for an option.
+        token = secrets.token_hex(32)
         records = self._load()
         records[_digest(token)] = {
             'host': host, 'names': sorted(set(names) | {host}),

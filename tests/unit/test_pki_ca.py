@@ -86,8 +86,8 @@ class EnrollmentTest(CATestCase):
         key = keys.generate_key()
         csr = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([
+                   clearance.attribute(9),
                    x509.NameAttribute(NameOID.COMMON_NAME, 'node1')]))
-               .add_extension(clearance.encode(9), critical=False)
                .sign(key, hashes.SHA256()))
         token = self.ca.create_token('node1', level=1)
         cert = keys.load_certificate(self.ca.sign(
@@ -228,3 +228,29 @@ class BringYourOwnCATest(unittest.TestCase):
                                              require_crl=False)
         self.assertTrue(decision.allowed, decision)
         self.assertEqual(0, decision.details['clearance'])
+
+
+class TokenFormatTest(unittest.TestCase):
+
+    def test_token_never_looks_like_an_option(self):
+        with tempfile.TemporaryDirectory() as d:
+            ca = ca_mod.CertificateAuthority.create(d, 'CA')
+            for _ in range(50):
+                self.assertRegex(ca.create_token('h'), '^[0-9a-f]{64}$')
+
+
+class KeyTypesTest(unittest.TestCase):
+
+    def test_every_key_type_enrolls_and_verifies(self):
+        with tempfile.TemporaryDirectory() as d:
+            for key_type in keys.KEY_TYPES:
+                if key_type == 'rsa-4096':
+                    continue  # slow to generate; rsa-3072 covers RSA
+                ca_type = (key_type if key_type in keys.CA_KEY_TYPES
+                           else keys.DEFAULT_KEY_TYPE)
+                pki = pkiutil.TestPKI(os.path.join(d, key_type),
+                                      key_type=ca_type)
+                ident = pki.enroll('node1', key_type=key_type)
+                decision = verify.verify_certificate(
+                    ident.cert, pki.trust(), host='node1')
+                self.assertTrue(decision.allowed, (key_type, decision))

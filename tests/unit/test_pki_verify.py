@@ -18,7 +18,6 @@ from cryptography.x509.oid import NameOID
 
 from secmig import exception
 from secmig.pki import ca as ca_mod
-from secmig.pki import clearance
 from secmig.pki import keys
 from secmig.pki import verify
 from tests import pkiutil
@@ -26,18 +25,18 @@ from tests import pkiutil
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
-def _name(cn):
+def _name(cn, extra=()):
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'secmig'),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+                      *extra, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def build_leaf(issuer_cert, issuer_key, host='node1', key=None,
                not_before=None, not_after=None, eku=None, ku_sign=True,
-               ca=False, san=True, extra=()):
+               ca=False, san=True, subject_extra=()):
     """A host certificate of any shape, signed by ``issuer_key``."""
     key = key or keys.generate_key()
     builder = (x509.CertificateBuilder()
-               .subject_name(_name(host))
+               .subject_name(_name(host, subject_extra))
                .issuer_name(issuer_cert.subject)
                .public_key(key.public_key())
                .serial_number(x509.random_serial_number())
@@ -59,8 +58,6 @@ def build_leaf(issuer_cert, issuer_key, host='node1', key=None,
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(
             [x509.DNSName(host)]), critical=False)
-    for ext in extra:
-        builder = builder.add_extension(ext, critical=False)
     return builder.sign(issuer_key, hashes.SHA256()), key
 
 
@@ -172,10 +169,12 @@ class VerifyMatrixTest(unittest.TestCase):
         weak = rsa.generate_private_key(65537, 1024)
         self.check(self.leaf(key=weak), 'weak_key')
 
-    def test_malformed_clearance_extension(self):
-        bad = x509.UnrecognizedExtension(clearance.CLEARANCE_OID,
-                                         b'\x04\x01\x07')
-        self.check(self.leaf(extra=[bad]), 'bad_clearance')
+    def test_malformed_clearance(self):
+        for values in (['secmig-clearance=x'], ['secmig-clearance=101'],
+                       ['secmig-clearance=1', 'secmig-clearance=2']):
+            ous = [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, v)
+                   for v in values]
+            self.check(self.leaf(subject_extra=ous), 'bad_clearance')
 
     def test_crl_missing(self):
         trust = verify.TrustStore([self.ca_cert])
