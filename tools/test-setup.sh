@@ -55,3 +55,18 @@ if ! port_open 5672; then
     rabbitmq-server -detached
     wait_port 5672 RabbitMQ
 fi
+
+if ! port_open 5432; then
+    echo "test-setup: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+    wait_port 5432 PostgreSQL
+fi
+# The Gnocchi tests connect as this role over TCP with a password, which
+# works under Debian's default authentication and under "trust" alike.
+su postgres -c "psql -q -v ON_ERROR_STOP=1" <<'SQL' >/dev/null
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'secmig') THEN
+    CREATE ROLE secmig LOGIN CREATEDB PASSWORD 'secmig';
+  END IF;
+END $$;
+SQL

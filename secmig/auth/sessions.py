@@ -55,3 +55,11 @@ class SessionTable:
         if self._clock() - stored > self.ttl:
             return None
         return value
+
+    def get(self, key):
+        """``key``'s value, left in place (None: absent or expired)."""
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or self._clock() - entry[0] > self.ttl:
+            return None
+        return entry[1]

@@ -1,5 +1,195 @@
-"""``secmig audit``: placeholder replaced by the audit work in progress."""
+"""``secmig audit``: verify, read and deliver the audit journal.
+
+::
+
+    secmig audit verify /var/lib/secmig/audit/journal.jsonl \\
+        --ca /etc/pki/qemu/ca-cert.pem
+    secmig audit show /var/lib/secmig/audit/journal.jsonl --migration ID
+    secmig audit deliver
+
+``verify`` exits 0 only when the journal is intact; otherwise it prints
+the reason code and the first record concerned and exits 1.
+"""
+
+import json
+import os
+import sys
+
+from secmig.audit import events
+from secmig.audit import lines
+from secmig.audit import signing
+from secmig.audit import verify as audit_verify
+from secmig import exception
+from secmig.pki import fileio
+from secmig.pki import host as host_mod
+from secmig.pki import keys
+from secmig.pki import verify as pki_verify
+
+
+def _anchor(args, conf):
+    """Return ``(trust, pinned)`` for the verifier."""
+    if args.cert:
+        cert = keys.load_certificate(
+            fileio.read_bytes(args.cert, 'certificate'), args.cert)
+        return None, {keys.fingerprint(cert)}
+    ca = args.ca or os.path.join(conf.pki.cert_dir, host_mod.CA_CERT)
+    if not os.path.exists(ca):
+        raise exception.SecmigError(
+            'no trust anchor: %s does not exist; give the CA bundle that '
+            'issued the host certificate (--ca) or the host certificate '
+            'itself (--cert)' % ca, code='no_trust_anchor')
+    return pki_verify.TrustStore.from_files(ca, args.crl), None
+
+
+def do_verify(args, conf):
+    if not os.path.isfile(args.journal):
+        raise exception.SecmigError('%s is not a file' % args.journal,
+                                    code='unreadable_file')
+    trust, pinned = _anchor(args, conf)
+    verdict = audit_verify.verify_journal(
+        args.journal, trust=trust, pinned=pinned,
+        all_signatures=args.all_signatures)
+    if args.json:
+        print(json.dumps(verdict.as_dict(), sort_keys=True))
+    elif verdict:
+        print('%s: %s' % (args.journal, verdict.reason))
+    else:
+        print('%s: NOT INTACT (%s) at record %s: %s'
+              % (args.journal, verdict.code, verdict.details.get('record'),
+                 verdict.reason))
+    return 0 if verdict else 1
+
+
+def _records(path, migration=None):
+    try:
+        f = open(path, 'rb')
+    except OSError as e:
+        raise exception.SecmigError('cannot read %s: %s'
+                                    % (path, e.strerror),
+                                    code='unreadable_file') from e
+    with f:
+        for raw in f:
+            try:
+                frame = lines.Frame(raw)
+                if frame.kind not in lines.RECORD_KINDS:
+                    continue
+                body = frame.body()
+            except lines.LineError as e:
+                raise exception.SecmigError(
+                    '%s: a line after the records shown is damaged (%s); '
+                    'run "secmig audit verify"' % (path, e),
+                    code='journal_tampered') from e
+            if migration and body.get('migration_id') != migration:
+                continue
+            yield frame, body
+
+
+def _summary(frame, body):
+    if frame.kind == 'recovered':
+        return ('%7d  %s  journal recovered: %d unsigned bytes after record '
+                '%d set aside as %s' % (frame.seq, body.get('time'),
+                                        body.get('dropped_bytes', 0),
+                                        body.get('after_record', 0),
+                                        body.get('saved_as')))
+    event = body.get('event') or {}
+    evidence = events.evidence_of(event) or {}
+    decision = evidence.get('decision') or {}
+    text = '%7d  %s  %-17s %-7s migration=%s instance=%s' % (
+        frame.seq, event.get('eventTime'), body.get('step'),
+        body.get('outcome'), body.get('migration_id'),
+        body.get('instance_uuid'))
+    if decision:
+        text += ' decision=%s: %s' % (decision.get('code'),
+                                      decision.get('reason'))
+    return text + ' id=%s' % body.get('id')
+
+
+def do_show(args, conf):
+    count = 0
+    for frame, body in _records(args.journal, args.migration):
+        count += 1
+        if args.json:
+            print(json.dumps({'seq': frame.seq, 'hash': frame.h,
+                              'record': body}, sort_keys=True))
+        else:
+            print(_summary(frame, body))
+    if not count and args.migration:
+        print('no record of migration %s in %s'
+              % (args.migration, args.journal), file=sys.stderr)
+        return 1
+    return 0
+
+
+def do_deliver(args, conf):
+    # Imported here: oslo.messaging is slow to import and warns about
+    # eventlet on stderr, which no other secmig command should pay for.
+    from secmig.audit import delivery
+    from secmig.audit import transport
+
+    path = args.journal or conf.audit.journal_path
+    outbox = transport.outbox_from_conf(conf, path,
+                                        args.host or _host_name(conf))
+    try:
+        sent, pending = outbox.deliver_or_raise()
+    except delivery.DeliveryError as e:
+        print('delivered %d records; stopped: %s'
+              % (outbox.delivered, e), file=sys.stderr)
+        return 1
+    if pending is None:
+        print('another process is delivering %s' % path)
+        return 0
+    print('delivered %d records; none pending' % sent)
+    return 0
+
+
+def _host_name(conf):
+    """The host certificate's name (as writers use), else uname's."""
+    try:
+        signer = signing.HostSigner.from_cert_dir(conf.pki.cert_dir)
+    except exception.SecmigError:
+        return os.uname().nodename
+    return signer.common_name
 
 
 def add_parser(subparsers):
-    pass
+    parser = subparsers.add_parser(
+        'audit', help='verify, read and deliver the audit journal',
+        description=__doc__.split('\n\n')[0])
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+
+    p = sub.add_parser(
+        'verify', help='check a journal end to end; exit 0 only if intact')
+    p.add_argument('journal', metavar='JOURNAL')
+    p.add_argument('--ca', metavar='PATH',
+                   help='CA bundle the signing certificate must chain to '
+                        '(default: ca-cert.pem in [pki] cert_dir)')
+    p.add_argument('--crl', metavar='PATH',
+                   help='revocation list: a revoked signing certificate '
+                        'fails verification')
+    p.add_argument('--cert', metavar='PATH',
+                   help='accept exactly this signing certificate instead '
+                        'of a CA')
+    p.add_argument('--all-signatures', action='store_true',
+                   help='check every checkpoint signature, not only the '
+                        'one that covers the chain head')
+    p.add_argument('--json', action='store_true',
+                   help='print the verdict as JSON')
+    p.set_defaults(func=do_verify)
+
+    p = sub.add_parser('show', help='list records in journal order (no '
+                                    'integrity check: run verify for that)')
+    p.add_argument('journal', metavar='JOURNAL')
+    p.add_argument('--migration', metavar='ID',
+                   help='only the records of this migration')
+    p.add_argument('--json', action='store_true',
+                   help='one JSON object per record')
+    p.set_defaults(func=do_show)
+
+    p = sub.add_parser(
+        'deliver', help='send records not yet delivered as notifications')
+    p.add_argument('--journal', metavar='PATH',
+                   help='default: [audit] journal_path')
+    p.add_argument('--host', help='publisher host name (default: this '
+                                  'host\'s name)')
+    p.set_defaults(func=do_deliver)

@@ -1,0 +1,110 @@
+"""Plain data for hotspot analysis: the inventory and the measurements.
+
+A *series* is a tuple of ``(timestamp, value)`` pairs sorted by
+timestamp, where ``timestamp`` is the start of an aggregation period in
+seconds since the epoch (UTC) and ``value`` is in the unit of its kind:
+
+========== ============================================ =================
+kind       meaning                                      unit
+========== ============================================ =================
+cpu        CPU time used by a VM                        cores (CPU s/s)
+cpu_pct    CPU use of a host                            per cent
+net_in     bytes received (by the VM, or by the host)   bytes per second
+net_out    bytes sent                                   bytes per second
+swap_out   memory swapped out                           MiB per second
+========== ============================================ =================
+"""
+
+import dataclasses
+import types
+import typing
+
+from secmig import exception
+
+VM_KINDS = ('cpu', 'net_in', 'net_out', 'swap_out')
+HOST_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out')
+
+KIB = 1024
+QUOTA_IN = 'quota:vif_inbound_average'
+QUOTA_OUT = 'quota:vif_outbound_average'
+EXPECTED_BANDWIDTH = 'secmig:expected_bandwidth'
+
+
+@dataclasses.dataclass(frozen=True)
+class HostInfo:
+    """A compute host: ``cpus`` and ``link_bps`` (bytes/s, each way).
+
+    ``None`` means unknown; conditions that need the figure are then
+    reported as gaps rather than evaluated.
+    """
+
+    name: str
+    cpus: typing.Optional[int] = None
+    link_bps: typing.Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VmInfo:
+    """A VM, its host, its vCPUs and its expected bandwidth (bytes/s)."""
+
+    id: str
+    host: str
+    vcpus: int = 1
+    expected_in: typing.Optional[float] = None
+    expected_out: typing.Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Observations:
+    """Series measured over ``[now - window, now]`` at ``granularity``.
+
+    ``vm`` maps an instance id to ``{kind: series}``, ``host`` maps a host
+    name to ``{kind: series}`` (host-level meters only: empty when the
+    cloud has none). ``meters`` maps ``('vm'|'host', kind)`` to the name of
+    the metric the series came from, for evidence. ``requests`` is the
+    number of HTTP requests spent to collect it.
+    """
+
+    now: float
+    window: int
+    granularity: int
+    vm: typing.Mapping = dataclasses.field(default_factory=dict)
+    host: typing.Mapping = dataclasses.field(default_factory=dict)
+    meters: typing.Mapping = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({}))
+    requests: int = 0
+
+
+def _kbps(value, key):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise exception.SecmigError(
+            '%s must be a positive number of KB/s, not %r' % (key, value),
+            code='invalid_expected_bandwidth')
+    return number * KIB
+
+
+def expected_bandwidth(extra_specs=None, properties=None):
+    """Return ``(expected_in, expected_out)`` in bytes/s (``None``: unset).
+
+    ``secmig:expected_bandwidth`` (KB/s, both directions), looked up in
+    ``properties`` (image or instance metadata) then in ``extra_specs``,
+    wins over the flavor's ``quota:vif_inbound_average`` and
+    ``quota:vif_outbound_average``, which are KB/s as libvirt reads them
+    (1 KB = 1024 bytes). Raises SecmigError on a value that is not a
+    positive number.
+    """
+    extra_specs = extra_specs or {}
+    for source in (properties or {}, extra_specs):
+        if EXPECTED_BANDWIDTH in source:
+            both = _kbps(source[EXPECTED_BANDWIDTH], EXPECTED_BANDWIDTH)
+            return both, both
+    inbound = outbound = None
+    if QUOTA_IN in extra_specs:
+        inbound = _kbps(extra_specs[QUOTA_IN], QUOTA_IN)
+    if QUOTA_OUT in extra_specs:
+        outbound = _kbps(extra_specs[QUOTA_OUT], QUOTA_OUT)
+    return inbound, outbound

@@ -1,0 +1,280 @@
+"""The compute-side guard: two hosts, real certificates, real journals.
+
+The two guards talk through :class:`DirectChannel`, which calls the
+other guard's methods in-process; the Nova adapter carries the same
+bytes over RPC. A tampering channel plays the hostile broker.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import unittest
+import uuid
+
+from secmig.audit import verify as audit_verify
+from secmig import conf as secmig_conf
+from secmig import guard
+from secmig.policy import facts
+from secmig import tls
+from tests import pkiutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+POLICY = os.path.join(os.path.dirname(HERE), 'etc', 'migration-policy.yaml')
+BITS = {'VIR_MIGRATE_TLS': 65536, 'VIR_MIGRATE_TUNNELLED': 4,
+        'VIR_MIGRATE_POSTCOPY': 32768, 'VIR_MIGRATE_AUTO_CONVERGE': 8192,
+        'VIR_MIGRATE_PARALLEL': 131072}
+LIVE = 1  # VIR_MIGRATE_LIVE
+TLS_SETTINGS = tls.check_settings(tls.LibvirtSettings(True, False, 'tls'))
+ADMIN = facts.Request('api', {'user_id': 'alice', 'project_id': 'ops',
+                              'roles': ['admin']})
+
+
+class DirectChannel(guard.PeerChannel):
+    """Delivers handshake messages to the peer guard in-process.
+
+    ``tamper`` may rewrite each message on the way (a hostile broker).
+    """
+
+    def __init__(self, guards, tamper=None):
+        self.guards = guards
+        self.tamper = tamper or (lambda kind, data: data)
+        self.sent = []
+
+    def hello(self, peer_host, migration_id, instance_uuid, auth1):
+        auth1 = self.tamper('auth1', auth1)
+        self.sent.append(auth1)
+        auth2, decision = self.guards[peer_host].answer_hello(
+            migration_id, instance_uuid, auth1)
+        return (self.tamper('auth2', auth2) if auth2 else None), decision
+
+    def confirm(self, peer_host, instance_uuid, auth3):
+        return self.guards[peer_host].answer_confirm(
+            instance_uuid, self.tamper('auth3', auth3))
+
+
+class GuardTestBase(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.pki = pkiutil.TestPKI(cls.tmp.name)
+        for name, level in (('src', 1), ('dst', 1), ('low', 0),
+                            ('gone', 3)):
+            cls.pki.enroll(name, clearance=level)
+        cls.pki.revoke('gone')
+        for name in ('src', 'dst', 'low', 'gone'):
+            # Every host gets the CRL that lists the revocation.
+            with open(os.path.join(cls.tmp.name, name, 'ca-crl.pem'),
+                      'wb') as f:
+                f.write(cls.pki.crl_pem)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp(dir=self.tmp.name)
+        self.addCleanup(shutil.rmtree, self.work)
+        self.guards = {name: self.make_guard(name)
+                       for name in ('src', 'dst', 'low', 'gone')}
+        self.channel = DirectChannel(self.guards)
+        self.migration = str(uuid.uuid4())
+        self.instance = facts.InstanceFacts(str(uuid.uuid4()), 'demo')
+
+    def make_guard(self, host, policy=POLICY):
+        conf = secmig_conf.new_conf()
+        conf.set_override('cert_dir', os.path.join(self.tmp.name, host),
+                          group='pki')
+        conf.set_override('policy_file', policy, group='policy')
+        conf.set_override('journal_path',
+                          os.path.join(self.work, host + '.jsonl'),
+                          group='audit')
+        conf.set_override('deliver', False, group='audit')
+        g = guard.HostGuard.from_conf(conf, host)
+        self.addCleanup(lambda: g.audit and g.audit.close())
+        return g
+
+    def incoming(self, dest='dst', source='src', instance=None,
+                 request=ADMIN, settings=TLS_SETTINGS, channel=None):
+        return self.guards[dest].authorise_incoming(
+            self.migration, request, instance or self.instance, source,
+            settings, channel or self.channel)
+
+    def outgoing(self, source='src', request=ADMIN):
+        return self.guards[source].authorise_outgoing(
+            request, self.instance, TLS_SETTINGS)
+
+    def steps(self, host):
+        """``[(step, outcome, decision code)]`` of ``host``'s journal."""
+        found = []
+        with open(os.path.join(self.work, host + '.jsonl')) as f:
+            for line in f:
+                body = json.loads(line).get('body', {})
+                if 'step' in body:
+                    reason = body['event'].get('reason', {})
+                    found.append((body['step'], body['outcome'],
+                                  reason.get('reasonCode')))
+        return found
+
+    def assertRefused(self, code, decision):
+        self.assertFalse(decision.allowed, decision)
+        self.assertEqual(code, decision.code, decision)
+
+
+class PermittedMigrationTest(GuardTestBase):
+
+    def test_full_migration_is_authorised_tuned_and_audited(self):
+        dst = self.incoming()
+        self.assertTrue(dst.allowed, dst)
+        src = self.outgoing()
+        self.assertTrue(src.allowed, src)
+        flags = LIVE | BITS['VIR_MIGRATE_TLS'] | BITS['VIR_MIGRATE_POSTCOPY']
+        started, tuning = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://dst/system', flags, 0, 1, BITS)
+        self.assertTrue(started.allowed, started)
+        # The policy forbids post-copy and caps the bandwidth.
+        self.assertFalse(tuning.flags & BITS['VIR_MIGRATE_POSTCOPY'])
+        self.assertTrue(tuning.flags & BITS['VIR_MIGRATE_AUTO_CONVERGE'])
+        self.assertEqual(500, tuning.bandwidth_mib)
+        self.assertIn('VIR_MIGRATE_TLS', started.details['flags'])
+        for step in ('copied', 'source_cleaned_up'):
+            self.assertTrue(self.guards['src'].record_phase(
+                step, self.instance.uuid))
+        self.assertTrue(self.guards['dst'].record_phase(
+            'activated', self.instance.uuid, forget=True))
+        for host in ('src', 'dst'):
+            report = audit_verify.verify_journal(
+                os.path.join(self.work, host + '.jsonl'))
+            self.assertTrue(report.allowed, report)
+        self.assertEqual(
+            ['requested', 'authenticated', 'authorised', 'activated'],
+            [step for step, _, _ in self.steps('dst')])
+        self.assertEqual(
+            ['authenticated', 'authorised', 'started', 'copied',
+             'source_cleaned_up'],
+            [step for step, _, _ in self.steps('src')])
+
+    def test_the_handshake_proves_both_certificates(self):
+        self.incoming()
+        auth = self.guards['dst'].is_authorised(self.instance.uuid)
+        fingerprints = {auth.evidence['source_fingerprint'],
+                        auth.evidence['destination_fingerprint']}
+        expected = {self.guards[h]._identity()[0].fingerprint
+                    for h in ('src', 'dst')}
+        self.assertEqual(expected, fingerprints)
+
+
+class RefusalTest(GuardTestBase):
+
+    def test_plaintext_settings_refuse_on_the_destination(self):
+        settings = tls.check_settings(tls.LibvirtSettings(True, False,
+                                                          'tcp'))
+        self.assertRefused('plaintext_control',
+                           self.incoming(settings=settings))
+        self.assertIn(('refused', 'failure', 'plaintext_control'),
+                      self.steps('dst'))
+        self.assertIsNone(self.guards['dst'].is_authorised(
+            self.instance.uuid))
+
+    def test_plaintext_flags_refused_at_the_libvirt_call(self):
+        self.assertTrue(self.incoming())
+        self.assertTrue(self.outgoing())
+        decision, tuning = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://dst/system', LIVE, 0, 1, BITS)
+        self.assertRefused('plaintext_migration', decision)
+        self.assertIsNone(tuning)
+        decision, _ = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tcp://dst/system',
+            LIVE | BITS['VIR_MIGRATE_TLS'], 0, 1, BITS)
+        self.assertRefused('plaintext_control', decision)
+
+    def test_source_refuses_without_a_handshake(self):
+        self.assertRefused('not_authenticated', self.outgoing())
+
+    def test_unauthorised_migration_cannot_start(self):
+        decision, _ = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://dst/system',
+            LIVE | BITS['VIR_MIGRATE_TLS'], 0, 1, BITS)
+        self.assertRefused('not_authorised', decision)
+
+    def test_under_cleared_destination(self):
+        secret = facts.InstanceFacts(self.instance.uuid, 'demo',
+                                     metadata={'secmig:level': 'secret'})
+        self.assertRefused('insufficient_clearance',
+                           self.incoming(instance=secret))
+
+    def test_revoked_destination_refuses_itself(self):
+        decision = self.incoming(dest='gone')
+        self.assertRefused('revoked', decision)
+
+    def test_source_refuses_a_revoked_destination(self):
+        # "gone" still holds its key and certificate; the source checks
+        # the CRL during the handshake.
+        g = self.guards['gone']
+        g.conf.set_override('require_crl', False, group='pki')
+        os.rename(os.path.join(g.conf.pki.cert_dir, 'ca-crl.pem'),
+                  os.path.join(self.work, 'hidden-crl.pem'))
+        self.addCleanup(os.rename, os.path.join(self.work, 'hidden-crl.pem'),
+                        os.path.join(g.conf.pki.cert_dir, 'ca-crl.pem'))
+        decision = self.incoming(dest='gone')
+        self.assertRefused('peer_certificate_invalid', decision)
+        self.assertEqual('revoked', decision.details['pki_code'])
+        self.assertEqual('src', decision.details['refused_by'])
+
+    def test_tenant_outside_the_rbac_rules(self):
+        member = facts.Request('api', {'user_id': 'bob', 'project_id': 'demo',
+                                       'roles': ['member']})
+        self.assertRefused('rbac_denied', self.incoming(request=member))
+
+    def test_hosts_with_different_policies(self):
+        other = os.path.join(self.work, 'other-policy.yaml')
+        with open(POLICY) as f, open(other, 'w') as g:
+            g.write(f.read().replace('max_bandwidth_mib: 500',
+                                     'max_bandwidth_mib: 400'))
+        self.guards['src'] = self.make_guard('src', policy=other)
+        self.assertRefused('policy_mismatch', self.incoming())
+
+    def test_broken_policy_file_refuses_everything(self):
+        broken = os.path.join(self.work, 'broken.yaml')
+        with open(broken, 'w') as f:
+            f.write('version: 1\nrbac: [\n')
+        self.guards['dst'] = self.make_guard('dst', policy=broken)
+        decision = self.incoming()
+        self.assertRefused('policy_unavailable', decision)
+        self.assertEqual(broken, decision.details['file'])
+
+    def test_tampered_reply(self):
+        def tamper(kind, data):
+            if kind != 'auth2':
+                return data
+            return data.replace(b'"ts":', b'"ts":1', 1)
+        decision = self.incoming(channel=DirectChannel(self.guards, tamper))
+        self.assertFalse(decision.allowed)
+        self.assertIn(decision.code, ('bad_signature', 'future_timestamp'))
+
+    def test_replayed_hello_is_refused_by_the_source(self):
+        self.assertTrue(self.incoming())
+        replayed = self.channel.sent[0]
+        auth2, decision = self.guards['src'].answer_hello(
+            self.migration, self.instance.uuid, replayed)
+        self.assertIsNone(auth2)
+        self.assertRefused('replayed', decision)
+
+    def test_confirmation_without_hello(self):
+        self.assertRefused('no_handshake', self.guards['src'].answer_confirm(
+            self.instance.uuid, b'{}'))
+
+    def test_audit_failure_refuses(self):
+        blocker = os.path.join(self.work, 'not-a-directory')
+        open(blocker, 'w').close()
+        g = self.make_guard('dst')
+        g.audit.close()
+        g.conf.set_override('journal_path',
+                            os.path.join(blocker, 'journal.jsonl'),
+                            group='audit')
+        self.guards['dst'] = guard.HostGuard.from_conf(g.conf, 'dst')
+        decision = self.incoming()
+        self.assertRefused('audit_unavailable', decision)
+        self.assertIn('no migration may proceed unrecorded',
+                      decision.reason)

@@ -1,0 +1,277 @@
+"""Hotspot detection over synthetic series: each condition, none, gaps."""
+
+import unittest
+
+from secmig import exception
+from secmig.hotspot import detect
+from secmig.hotspot import model
+
+G = 60
+NOW = 1_800_000_000.0
+TH = detect.Thresholds(window=600, granularity=G, stale_after=180,
+                       min_points=3)
+GBIT = 125e6  # bytes/s of a 1 Gbit/s link
+MB = 1e6
+
+
+def series(values, end=NOW):
+    """Points one granularity apart, the last one covering up to ``end``."""
+    n = len(values)
+    return tuple((end - G * (n - i), float(v)) for i, v in enumerate(values))
+
+
+def flat(value, n=10, end=NOW):
+    return series([value] * n, end)
+
+
+def observe(vm=None, host=None):
+    return model.Observations(now=NOW, window=600, granularity=G,
+                              vm=vm or {}, host=host or {},
+                              meters={('vm', 'cpu'): 'cpu',
+                                      ('vm', 'net_in'): 'network.in',
+                                      ('vm', 'net_out'): 'network.out',
+                                      ('vm', 'swap_out'): 'memory.swap.out',
+                                      ('host', 'cpu_pct'): 'host.cpu'})
+
+
+def quiet(cpu=0.2, net=1 * MB, swap=0.0):
+    return {'cpu': flat(cpu), 'net_in': flat(net), 'net_out': flat(net),
+            'swap_out': flat(swap)}
+
+
+HOST = model.HostInfo('h1', cpus=4, link_bps=GBIT)
+OTHER = model.HostInfo('h2', cpus=4, link_bps=GBIT)
+
+
+def vms(*ids, host='h1', **kw):
+    return [model.VmInfo(i, host, **kw) for i in ids]
+
+
+def conditions(report):
+    return sorted((h.condition, h.host, h.instance,
+                   h.evidence.get('direction')) for h in report.hotspots)
+
+
+class TestNoHotspot(unittest.TestCase):
+
+    def test_quiet_cluster_is_complete_and_cold(self):
+        # Given two hosts whose VMs all report low figures
+        obs = observe(vm={i: quiet() for i in ('a', 'b', 'c', 'd')})
+        # When
+        report = detect.detect([HOST, OTHER],
+                               vms('a', 'b') + vms('c', 'd', host='h2'),
+                               obs, TH)
+        # Then no hotspot, and no gap: a genuine "all clear"
+        self.assertEqual([], conditions(report))
+        self.assertEqual([], [g.as_dict() for g in report.gaps])
+        self.assertTrue(report.complete)
+        self.assertEqual('instances', report.figures['h1']['cpu_pct'].source)
+        self.assertAlmostEqual(10.0, report.figures['h1']['cpu_pct'].mean)
+
+    def test_host_without_vms_is_idle_not_missing(self):
+        report = detect.detect([HOST], [], observe(), TH)
+        self.assertEqual((), report.hotspots)
+        self.assertTrue(report.complete)
+
+
+class TestHostCpu(unittest.TestCase):
+
+    def test_sustained_cpu_from_instance_meters(self):
+        # 2 VMs x 1.8 cores on 4 CPUs: 90% > 80% on every point
+        obs = observe(vm={'a': quiet(cpu=1.8), 'b': quiet(cpu=1.8)})
+        report = detect.detect([HOST], vms('a', 'b'), obs, TH)
+        self.assertEqual([('host_cpu', 'h1', None, None)], conditions(report))
+        ev = report.hotspots[0].evidence
+        self.assertEqual(['cpu'], ev['metrics'])
+        self.assertEqual('instances', ev['source'])
+        self.assertEqual(80.0, ev['threshold'])
+        self.assertEqual((10, 10), (ev['points'], ev['points_over']))
+        self.assertAlmostEqual(90.0, ev['mean'])
+        self.assertEqual(600, ev['window'])
+        self.assertGreater(report.hotspots[0].severity, 1)
+
+    def test_single_spike_is_not_a_hotspot(self):
+        cpu = series([0.4] * 9 + [4.0])
+        obs = observe(vm={'a': dict(quiet(), cpu=cpu)})
+        report = detect.detect([HOST], vms('a'), obs, TH)
+        self.assertEqual([], conditions(report))
+        self.assertTrue(report.complete)
+
+    def test_sustained_fraction(self):
+        # 8 points out of 10 at 100%: hot at 0.7, not at the default 1.0
+        cpu = series([4.0] * 4 + [0.4, 0.4] + [4.0] * 4)
+        obs = observe(vm={'a': dict(quiet(), cpu=cpu)})
+        relaxed = detect.Thresholds(window=600, granularity=G,
+                                    stale_after=180, sustained_fraction=0.7)
+        self.assertEqual([('host_cpu', 'h1', None, None)],
+                         conditions(detect.detect([HOST], vms('a'), obs,
+                                                  relaxed)))
+        self.assertEqual([], conditions(detect.detect([HOST], vms('a'), obs,
+                                                      TH)))
+
+    def test_host_meter_wins_over_instance_sum(self):
+        # VMs look idle but the host's own meter says 95% (host load)
+        obs = observe(vm={'a': quiet()}, host={'h1': {'cpu_pct': flat(95)}})
+        report = detect.detect([HOST], vms('a'), obs, TH)
+        self.assertEqual([('host_cpu', 'h1', None, None)], conditions(report))
+        ev = report.hotspots[0].evidence
+        self.assertEqual(('host_meter', ['host.cpu']),
+                         (ev['source'], ev['metrics']))
+
+    def test_points_before_the_window_are_ignored(self):
+        cpu = series([4.0] * 10 + [0.4] * 10)
+        obs = observe(vm={'a': dict(quiet(), cpu=cpu)})
+        report = detect.detect([HOST], vms('a'), obs, TH)
+        self.assertEqual([], conditions(report))
+        self.assertEqual(10, len(report.figures['h1']['cpu_pct'].series))
+
+
+class TestHostNetworkAndSwap(unittest.TestCase):
+
+    def test_outbound_link_above_threshold(self):
+        obs = observe(vm={'a': dict(quiet(), net_out=flat(60 * MB)),
+                          'b': dict(quiet(), net_out=flat(50 * MB))})
+        report = detect.detect([HOST], vms('a', 'b'), obs, TH)
+        self.assertEqual([('host_network', 'h1', None, 'out')],
+                         conditions(report))
+        ev = report.hotspots[0].evidence
+        self.assertAlmostEqual(88.0, ev['mean'])
+        self.assertEqual(GBIT, ev['link_bps'])
+        self.assertEqual(['network.out'], ev['metrics'])
+
+    def test_swap_out_rate_above_threshold(self):
+        obs = observe(vm={'a': dict(quiet(), swap_out=flat(0.7)),
+                          'b': dict(quiet(), swap_out=flat(0.6))})
+        report = detect.detect([HOST], vms('a', 'b'), obs, TH)
+        self.assertEqual([('host_swap', 'h1', None, None)],
+                         conditions(report))
+        ev = report.hotspots[0].evidence
+        self.assertEqual(('MiB/s', 1.0), (ev['unit'], ev['threshold']))
+        self.assertEqual(['memory.swap.out'], ev['metrics'])
+
+    def test_occasional_swap_is_not_a_hotspot(self):
+        swap = series([0, 0, 5, 0, 0, 0, 0, 0, 0, 0])
+        obs = observe(vm={'a': dict(quiet(), swap_out=swap)})
+        self.assertEqual([], conditions(detect.detect([HOST], vms('a'), obs,
+                                                      TH)))
+
+
+class TestVmBandwidth(unittest.TestCase):
+
+    def _cluster(self, victim_in, others_in):
+        vm_list = (vms('victim', expected_in=50 * MB)
+                   + vms('x', 'y'))
+        obs = observe(vm={'victim': dict(quiet(), net_in=flat(victim_in)),
+                          'x': dict(quiet(), net_in=flat(others_in)),
+                          'y': dict(quiet(), net_in=flat(others_in))})
+        return detect.detect([HOST], vm_list, obs, TH)
+
+    def test_short_vm_on_saturated_link(self):
+        # victim gets 10 MB/s of its 50 while neighbours fill the link
+        report = self._cluster(10 * MB, 55 * MB)
+        self.assertEqual([('host_network', 'h1', None, 'in'),
+                          ('vm_bandwidth_shortfall', 'h1', 'victim', 'in')],
+                         conditions(report))
+        shortfall = [h for h in report.hotspots if h.instance][0]
+        ev = shortfall.evidence
+        self.assertEqual(50 * MB, ev['expected_bps'])
+        self.assertEqual(40 * MB, ev['floor_bps'])
+        self.assertEqual(['network.in', 'network.in'], ev['metrics'])
+        self.assertEqual((10, 10), (ev['points'], ev['points_over']))
+        self.assertAlmostEqual(5.0, shortfall.severity)
+
+    def test_vm_getting_its_bandwidth_is_fine(self):
+        report = self._cluster(50 * MB, 30 * MB)
+        self.assertNotIn('vm_bandwidth_shortfall',
+                         [c for c, _, _, _ in conditions(report)])
+
+    def test_low_vm_traffic_on_a_free_link_is_its_own_choice(self):
+        report = self._cluster(1 * MB, 10 * MB)
+        self.assertEqual([], conditions(report))
+
+    def test_expected_bandwidth_from_flavor_and_property(self):
+        specs = {model.QUOTA_IN: '1000', model.QUOTA_OUT: '2048'}
+        self.assertEqual((1000 * 1024, 2048 * 1024),
+                         model.expected_bandwidth(specs))
+        self.assertEqual((512 * 1024, 512 * 1024),
+                         model.expected_bandwidth(
+                             specs, {model.EXPECTED_BANDWIDTH: '512'}))
+        self.assertEqual((None, None), model.expected_bandwidth({}))
+        with self.assertRaises(exception.SecmigError) as cm:
+            model.expected_bandwidth({model.QUOTA_IN: 'fast'})
+        self.assertEqual('invalid_expected_bandwidth', cm.exception.code)
+
+
+class TestMissingData(unittest.TestCase):
+
+    def gaps(self, report):
+        return sorted((g.code, g.host, g.instance or '', g.kind)
+                      for g in report.gaps)
+
+    def test_vm_without_any_data_is_reported_not_ignored(self):
+        obs = observe(vm={'a': quiet()})
+        report = detect.detect([HOST], vms('a', 'ghost'), obs, TH)
+        self.assertFalse(report.complete)
+        self.assertEqual([], conditions(report))
+        gaps = self.gaps(report)
+        for kind in ('cpu', 'net_in', 'net_out', 'swap_out'):
+            self.assertIn(('missing', 'h1', 'ghost', kind), gaps)
+        # and the host figure is flagged as a lower bound
+        self.assertIn(('incomplete', 'h1', '', 'cpu_pct'), gaps)
+        self.assertEqual(('ghost',),
+                         report.figures['h1']['cpu_pct'].incomplete)
+
+    def test_host_with_no_usable_data_is_missing(self):
+        report = detect.detect([HOST], vms('a'), observe(), TH)
+        self.assertEqual([], conditions(report))
+        self.assertIn(('missing', 'h1', '', 'cpu_pct'), self.gaps(report))
+        self.assertNotIn('cpu_pct', report.figures['h1'])
+
+    def test_stale_series(self):
+        old = flat(3.9, end=NOW - 600)
+        obs = observe(vm={'a': dict(quiet(), cpu=old)})
+        report = detect.detect([HOST], vms('a'), obs, TH)
+        self.assertEqual([], conditions(report))
+        stale = [g for g in report.gaps if g.code == 'stale']
+        self.assertEqual([('a', 'cpu')],
+                         [(g.instance, g.kind) for g in stale])
+        self.assertIn('600 s old', stale[0].reason)
+
+    def test_partial_data_already_over_threshold_is_a_hotspot(self):
+        obs = observe(vm={'a': quiet(cpu=3.8)})
+        report = detect.detect([HOST], vms('a', 'ghost'), obs, TH)
+        self.assertEqual([('host_cpu', 'h1', None, None)], conditions(report))
+        self.assertEqual(['ghost'], report.hotspots[0].evidence['incomplete'])
+        self.assertFalse(report.complete)
+
+    def test_too_few_points(self):
+        obs = observe(vm={'a': dict(quiet(), cpu=series([4.0, 4.0]))})
+        report = detect.detect([HOST], vms('a'), obs, TH)
+        self.assertEqual([], conditions(report))
+        self.assertIn(('too_few_points', 'h1', '', 'cpu_pct'),
+                      self.gaps(report))
+
+    def test_unknown_capacities(self):
+        host = model.HostInfo('h1')
+        obs = observe(vm={'a': quiet()})
+        report = detect.detect([host], vms('a'), obs, TH)
+        gaps = self.gaps(report)
+        self.assertIn(('unknown_capacity', 'h1', '', 'cpus'), gaps)
+        self.assertIn(('unknown_capacity', 'h1', '', 'link_bps'), gaps)
+
+    def test_vm_on_unknown_host(self):
+        obs = observe(vm={'a': quiet()})
+        report = detect.detect([HOST], vms('a', host='nowhere'), obs, TH)
+        self.assertEqual([('unknown_host', 'nowhere', 'a', 'placement')],
+                         self.gaps(report))
+
+    def test_invalid_thresholds_are_refused(self):
+        for bad in ({'sustained_fraction': 0}, {'window': 0},
+                    {'stale_after': -1}):
+            with self.assertRaises(exception.SecmigError) as cm:
+                detect.Thresholds(**bad)
+            self.assertEqual('invalid_threshold', cm.exception.code)
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,173 @@
+"""Hotspots read from a real Gnocchi 4.7 in a fixed number of requests.
+
+One Gnocchi (PostgreSQL indexer, file storage, basic auth, metricd) is
+started for the class; see tests/gnocchi_fixture.py.
+"""
+
+import uuid
+
+from secmig.hotspot import detect
+from secmig.hotspot import gnocchi_query
+from secmig.hotspot import model
+from tests import gnocchi_fixture as gf
+
+G = 60
+POINTS = 10
+TH = detect.Thresholds(window=POINTS * G, granularity=G,
+                       stale_after=3 * G, min_points=3)
+GBIT = 125e6
+MB = 1e6
+
+
+def vm_id():
+    return str(uuid.uuid4())
+
+
+class TestGnocchiQuery(gf.GnocchiTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.ids = {}
+        sims = []
+
+        def add(name, host, **rates):
+            cls.ids[name] = vm_id()
+            sims.append(gf.SimVm(cls.ids[name], host, **rates))
+
+        # h-cpu: two busy VMs, 3.6 of 4 cores
+        add('busy1', 'h-cpu', cpu=1.8)
+        add('busy2', 'h-cpu', cpu=1.8)
+        # h-net: neighbours fill the inbound link, the victim (two NICs)
+        # gets 10 MB/s of its expected 50
+        add('victim', 'h-net', net_in=10 * MB, interfaces=2)
+        add('hog1', 'h-net', net_in=55 * MB)
+        add('hog2', 'h-net', net_in=55 * MB)
+        # h-swap: 1.3 MiB/s swapped out
+        add('swap1', 'h-swap', swap_out=0.7)
+        add('swap2', 'h-swap', swap_out=0.6)
+        # h-spike: one period at full CPU, otherwise quiet
+        add('spiky', 'h-spike', cpu=[0.4] * (POINTS - 1) + [4.0])
+        # h-meter: quiet VMs, but the host's own meter says 95%
+        add('calm', 'h-meter', cpu=0.2)
+        # h-gap: one VM has resources and metrics but no measures
+        add('fine', 'h-gap', cpu=0.2)
+        add('silent', 'h-gap', measured=False)
+        # a quiet background cluster, to show the request count is fixed
+        cls.background = ['bg-%02d' % i for i in range(12)]
+        for host in cls.background:
+            for _ in range(3):
+                sims.append(gf.SimVm(vm_id(), host, cpu=0.3,
+                                     net_in=2 * MB, net_out=2 * MB))
+        cls.hosts = ['h-cpu', 'h-net', 'h-swap', 'h-spike', 'h-meter',
+                     'h-gap'] + cls.background
+        cls.sims = sims
+        cls.end = gf.load_cluster(cls.gnocchi, cls.hosts, sims,
+                                  points=POINTS, granularity=G,
+                                  host_cpu_pct={'h-meter': 95.0})
+
+    def inventory(self, hosts):
+        infos = [model.HostInfo(h, cpus=4, link_bps=GBIT) for h in hosts]
+        vms = [model.VmInfo(s.id, s.host,
+                            expected_in=(50 * MB if s.id == self.ids['victim']
+                                         else None))
+               for s in self.sims if s.host in hosts]
+        return infos, vms
+
+    def fetch(self, hosts, reader=None):
+        reader = reader or gnocchi_query.AggregatesReader(
+            self.gnocchi.client())
+        infos, vms = self.inventory(hosts)
+        with self.gnocchi.counting() as served:
+            obs = reader.fetch([v.id for v in vms], hosts, TH.window, G,
+                               now=self.end + 5)
+        return infos, vms, obs, served['requests']
+
+    def test_every_hotspot_found_in_five_requests(self):
+        # Given the whole cluster, when fetched and analysed
+        infos, vms, obs, served = self.fetch(self.hosts)
+        report = detect.detect(infos, vms, obs, TH)
+        # Then the server saw exactly the requests the reader counted
+        self.assertEqual(5, obs.requests)
+        self.assertEqual(5, served)
+        found = sorted((h.condition, h.host, h.instance,
+                        h.evidence.get('direction'))
+                       for h in report.hotspots)
+        self.assertEqual([
+            ('host_cpu', 'h-cpu', None, None),
+            ('host_cpu', 'h-meter', None, None),
+            ('host_network', 'h-net', None, 'in'),
+            ('host_swap', 'h-swap', None, None),
+            ('vm_bandwidth_shortfall', 'h-net', self.ids['victim'], 'in'),
+        ], found)
+        # And the missing VM is reported, not read as an idle VM
+        silent = {(g.code, g.kind) for g in report.gaps
+                  if g.instance == self.ids['silent']}
+        self.assertEqual({('missing', k) for k in model.VM_KINDS}, silent)
+        self.assertEqual({'h-gap'}, {g.host for g in report.gaps})
+
+    def test_values_and_evidence_survive_the_round_trip(self):
+        infos, vms, obs, _ = self.fetch(['h-cpu', 'h-net', 'h-meter'])
+        busy = obs.vm[self.ids['busy1']]['cpu']
+        self.assertEqual(POINTS, len(busy))
+        for _, cores in busy:
+            self.assertAlmostEqual(1.8, cores, places=6)
+        # the victim's two interfaces are summed into one VM series
+        for _, bps in obs.vm[self.ids['victim']]['net_in']:
+            self.assertAlmostEqual(10 * MB, bps, places=3)
+        self.assertEqual({'cpu_pct'}, set(obs.host['h-meter']))
+        report = detect.detect(infos, vms, obs, TH)
+        meter = [h for h in report.hotspots if h.host == 'h-meter'][0]
+        self.assertEqual(['compute.node.cpu.percent'],
+                         meter.evidence['metrics'])
+        self.assertEqual('host_meter', meter.evidence['source'])
+        cpu = [h for h in report.hotspots if h.host == 'h-cpu'][0]
+        self.assertEqual(['cpu'], cpu.evidence['metrics'])
+        self.assertAlmostEqual(90.0, cpu.evidence['mean'])
+
+    def test_request_count_does_not_grow_with_the_cluster(self):
+        small = self.fetch(['h-cpu'])
+        large = self.fetch(self.hosts)
+        self.assertEqual(5, small[2].requests)
+        self.assertEqual(small[3], large[3])
+        self.assertGreater(len(large[2].vm), 10 * len(small[2].vm))
+
+    def test_spike_and_quiet_hosts_are_clear_and_complete(self):
+        hosts = ['h-spike'] + self.background
+        infos, vms, obs, _ = self.fetch(hosts)
+        report = detect.detect(infos, vms, obs, TH)
+        self.assertEqual((), report.hotspots)
+        self.assertTrue(report.complete, [g.as_dict() for g in report.gaps])
+
+    def test_unknown_instances_are_gaps(self):
+        reader = gnocchi_query.AggregatesReader(self.gnocchi.client())
+        ghost = vm_id()
+        obs = reader.fetch([ghost], ['h-ghost'], TH.window, G,
+                           now=self.end + 5)
+        report = detect.detect([model.HostInfo('h-ghost', 4, GBIT)],
+                               [model.VmInfo(ghost, 'h-ghost')], obs, TH)
+        self.assertEqual({}, dict(obs.vm))
+        self.assertIn(('missing', 'cpu_pct'),
+                      {(g.code, g.kind) for g in report.gaps
+                       if g.instance is None})
+
+    def test_gnocchi_error_answer_is_a_clear_error(self):
+        # memory.swap.out has no rate:mean: Gnocchi answers 404
+        meters = gnocchi_query.Meters(cpu='memory.swap.out')
+        reader = gnocchi_query.AggregatesReader(self.gnocchi.client(),
+                                                meters)
+        with self.assertRaises(gnocchi_query.GnocchiQueryError) as cm:
+            reader.fetch([self.ids['busy1']], ['h-cpu'], TH.window, G)
+        self.assertEqual('gnocchi_error', cm.exception.code)
+        self.assertIn('HTTP 404', str(cm.exception))
+        self.assertIn('unknown aggregation', str(cm.exception))
+
+    def test_gnocchi_stopped_is_a_clear_error(self):
+        self.restart_api_at_end()
+        reader = gnocchi_query.AggregatesReader(self.gnocchi.client())
+        self.gnocchi.stop_api()
+        with self.assertRaises(gnocchi_query.GnocchiQueryError) as cm:
+            reader.fetch([self.ids['busy1']], ['h-cpu'], TH.window, G)
+        self.assertEqual('gnocchi_unreachable', cm.exception.code)
+        self.assertIn('Gnocchi unreachable', str(cm.exception))
+        self.assertEqual(1, reader.requests)
