@@ -331,11 +331,13 @@ class HostGuard:
         return decision
 
     def authorise_outgoing(self, request, instance, settings,
-                           dest_aggregates=(), dest_availability_zone=None):
+                           placement=lambda host: ((), None)):
         """Decide, on the source, whether to send an instance away.
 
         Needs the handshake the destination completed with this host for
         this instance; the destination is the host that proved itself.
+        ``placement(host)`` returns ``(aggregate names, availability
+        zone)`` of that host.
         """
         proof = self._authenticated.pop(instance.uuid)
         if proof is None:
@@ -354,8 +356,7 @@ class HostGuard:
                     'destination_fingerprint':
                         details['initiator_fingerprint']}
         decision = self._outgoing(request, instance, settings, details,
-                                  dest_host, dest_aggregates,
-                                  dest_availability_zone)
+                                  dest_host, *placement(dest_host))
         decision = self._conclude('authorised', decision, migration_id,
                                   instance.uuid, **evidence)
         if decision:

@@ -109,17 +109,32 @@ def build_event(step, migration_id, instance_uuid, outcome, observer,
 
 def _initiator(requester, observer):
     if isinstance(requester, dict) and requester.get('user_id'):
-        return resource.Resource(id=requester['user_id'], typeURI=_USER_TYPE,
-                                 name=requester.get('user_name'))
+        return resource.Resource(id=_cadf_id(requester['user_id']),
+                                 typeURI=_USER_TYPE,
+                                 name=requester.get('user_name')
+                                 or requester['user_id'])
     if isinstance(requester, str) and requester:
-        return resource.Resource(id=requester, typeURI=_USER_TYPE)
+        return resource.Resource(id=_cadf_id(requester), typeURI=_USER_TYPE,
+                                 name=requester)
     return _host(observer)
 
 
 def _host(name):
-    # CADF identifiers should be UUIDs: derive a stable one from the name.
-    return resource.Resource(id=str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
-                             typeURI=_HOST_TYPE, name=name)
+    return resource.Resource(id=_cadf_id(name), typeURI=_HOST_TYPE,
+                             name=name)
+
+
+def _cadf_id(value):
+    """``value`` if it is a UUID, else a stable UUID derived from it.
+
+    CADF identifiers should be UUIDs (pycadf warns otherwise); the
+    original value stays in the resource's name.
+    """
+    try:
+        uuid.UUID(value)
+        return value
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_DNS, value))
 
 
 def as_dict(event):

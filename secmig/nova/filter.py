@@ -1,0 +1,143 @@
+"""SecureMigrationFilter: only eligible destinations for a moving instance.
+
+Enable it in nova.conf on the scheduler hosts::
+
+    [filter_scheduler]
+    available_filters = nova.scheduler.filters.all_filters
+    available_filters = secmig.nova.filter.SecureMigrationFilter
+    enabled_filters = ...,SecureMigrationFilter
+
+and give the scheduler a secmig.conf (``[secmig] config_file``) whose
+``[pki] cert_dir`` holds the CA certificate and CRL, and whose
+``[policy] policy_file`` is the cloud's migration policy.
+"""
+
+import os
+import time
+
+from oslo_log import log as logging
+
+import nova.conf
+from nova.scheduler import filters
+
+from secmig import eligibility
+from secmig.nova import config
+from secmig.nova import stats as secmig_stats
+from secmig.pki import host as host_files
+from secmig.pki import verify
+from secmig.policy import facts
+from secmig.policy import loader
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+config.register_opts(CONF)
+
+#: Seconds between two re-verifications of every known certificate with a
+#: freshly read CRL: the longest a revocation takes to reach the
+#: scheduler.
+REFRESH_INTERVAL = 60
+
+
+class SecureMigrationFilter(filters.BaseHostFilter):
+    """Pass only hosts that may receive this instance under secmig.
+
+    Contract of :meth:`host_passes`:
+
+    * A request that places a new instance (nothing in ``ignore_hosts``)
+      passes every host: secmig governs moves of existing instances
+      (live and cold migration, resize to another host, evacuation).
+    * For a move, a host passes only if its published certificate is
+      valid for its name (CA path, validity with margin, revocation),
+      its TLS settings are safe, and the migration policy allows this
+      requester to move this instance there (MAC clearance, aggregates,
+      zones, RBAC, cooldown). Anything unknown refuses: a host that
+      publishes no certificate, a policy file that does not load.
+    * Cost: no cryptography and no I/O per host. Certificate verdicts are
+      cached and re-verified every ``REFRESH_INTERVAL`` seconds; policy
+      decisions are shared by hosts with the same facts in one request.
+
+    Refusals are logged at DEBUG per host. The compute hosts check again
+    (a forced host skips this filter), so this filter is an early,
+    cheap refusal, not the only one.
+    """
+
+    run_filter_once_per_request = False
+    RUN_ON_REBUILD = False
+
+    def __init__(self):
+        super().__init__()
+        self._conf = config.load(CONF)
+        cert_dir = self._conf.pki.cert_dir
+        crl = os.path.join(cert_dir, host_files.CA_CRL)
+        self._verdicts = eligibility.CertificateVerdicts(
+            lambda: verify.TrustStore.from_files(
+                os.path.join(cert_dir, host_files.CA_CERT),
+                crl if os.path.exists(crl) else None),
+            refresh_interval=REFRESH_INTERVAL,
+            margin=self._conf.pki.expiry_margin,
+            min_rsa_bits=self._conf.pki.min_rsa_bits,
+            require_crl=self._conf.pki.require_crl)
+        self._policy = loader.PolicySource(self._conf.policy.policy_file)
+        self._request = (None, None)
+
+    def filter_all(self, filter_obj_list, spec_obj):
+        if self._verdicts.refresh_due():
+            self._verdicts.refresh()
+        return super().filter_all(filter_obj_list, spec_obj)
+
+    def _decisions(self, spec_obj):
+        """The per-request decision cache (built on its first host)."""
+        key, decisions = self._request
+        if key is spec_obj:
+            return decisions
+        decisions = self._new_decisions(spec_obj)
+        self._request = (spec_obj, decisions)
+        return decisions
+
+    def _new_decisions(self, spec_obj):
+        try:
+            policy = self._policy.get()
+        except loader.PolicyError as e:
+            LOG.warning("secmig: refusing every destination: %s", e)
+            return loader.unavailable(e)
+        context = getattr(spec_obj, '_context', None)
+        request = (facts.Request.from_context(context) if context
+                   else facts.Request('api', {}))
+        flavor = spec_obj.flavor
+        image = spec_obj.image
+        props = (image.properties.obj_to_primitive()
+                 .get('nova_object.data', {})
+                 if image is not None and 'properties' in image else {})
+        instance = facts.InstanceFacts(
+            spec_obj.instance_uuid, spec_obj.project_id or '',
+            user_id=spec_obj.user_id or '', flavor_name=flavor.name or '',
+            flavor_extra_specs=dict(flavor.extra_specs or {}),
+            image_properties={k: str(v) for k, v in props.items()})
+        return eligibility.RequestDecisions(
+            request, instance, spec_obj.ignore_hosts[0], policy,
+            time.time())
+
+    def host_passes(self, host_state, spec_obj):
+        if not spec_obj.obj_attr_is_set('ignore_hosts') or \
+                not spec_obj.ignore_hosts:
+            return True
+        decisions = self._decisions(spec_obj)
+        if not isinstance(decisions, eligibility.RequestDecisions):
+            return False
+        stats = host_state.stats or {}
+        verdict = self._verdicts.verdict(host_state.host,
+                                         stats.get(secmig_stats.CERT))
+        zones = [a.metadata.get('availability_zone')
+                 for a in host_state.aggregates
+                 if 'availability_zone' in a.metadata]
+        destination = facts.HostFacts.from_verdict(
+            host_state.host, verdict,
+            stats.get(secmig_stats.TLS) == 'ready',
+            frozenset(a.name for a in host_state.aggregates),
+            zones[0] if zones else None)
+        decision = decisions.decide(destination)
+        if not decision:
+            LOG.debug("secmig: host %s refused for instance %s: %s (%s)",
+                      host_state.host, spec_obj.instance_uuid,
+                      decision.code, decision.reason)
+        return decision.allowed
