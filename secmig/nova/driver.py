@@ -40,6 +40,7 @@ LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 config.register_opts(CONF)
 
+
 def libvirt_settings():
     """This host's ``[libvirt]`` transport settings."""
     return tls.LibvirtSettings(
