@@ -121,6 +121,21 @@ def source_facts(name):
                            certificate_code='ok', tls_ready=True)
 
 
+#: Refusals that depend on the request, not on the destination: no host
+#: can change them (who asks, automatic opt-outs, cooldown, the policy
+#: itself).
+REQUEST_LEVEL = frozenset((
+    'rbac_denied', 'rbac_error', 'unknown_trigger', 'automatic_disabled',
+    'opted_out_project', 'opted_out_flavor', 'opted_out_instance',
+    'cooldown', 'bad_instance_level', 'policy_unavailable',
+    'evaluation_error'))
+
+
+def is_request_level(decision):
+    """True for a refusal that every destination would get alike."""
+    return not decision and decision.code in REQUEST_LEVEL
+
+
 class RequestDecisions:
     """Decisions for one scheduling request, shared by alike hosts."""
 

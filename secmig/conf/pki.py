@@ -30,6 +30,15 @@ pki_opts = [
                default=2048,
                min=2048,
                help='Smallest RSA modulus accepted in a certificate.'),
+    cfg.IntOpt('verdict_refresh_interval',
+               default=60,
+               min=0,
+               help='Seconds between two re-verifications, by the Nova '
+                    'scheduler filter, of every host certificate it has '
+                    'seen, with the CA bundle and revocation list read '
+                    'anew: the longest a revocation takes to reach the '
+                    'scheduler. 0 re-verifies on every scheduling request '
+                    '(for tests).'),
     cfg.BoolOpt('require_crl',
                 default=True,
                 help='Refuse certificates when the CA\'s revocation list '

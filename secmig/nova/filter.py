@@ -18,6 +18,7 @@ import time
 from oslo_log import log as logging
 
 import nova.conf
+from nova import exception
 from nova.scheduler import filters
 
 from secmig import eligibility
@@ -31,11 +32,6 @@ from secmig.policy import loader
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 config.register_opts(CONF)
-
-#: Seconds between two re-verifications of every known certificate with a
-#: freshly read CRL: the longest a revocation takes to reach the
-#: scheduler.
-REFRESH_INTERVAL = 60
 
 
 class SecureMigrationFilter(filters.BaseHostFilter):
@@ -53,8 +49,16 @@ class SecureMigrationFilter(filters.BaseHostFilter):
       zones, RBAC, cooldown). Anything unknown refuses: a host that
       publishes no certificate, a policy file that does not load.
     * Cost: no cryptography and no I/O per host. Certificate verdicts are
-      cached and re-verified every ``REFRESH_INTERVAL`` seconds; policy
+      cached and re-verified every ``[pki] verdict_refresh_interval``
+      seconds; policy
       decisions are shared by hosts with the same facts in one request.
+
+    * A refusal that no destination can change (RBAC, automatic
+      opt-out, cooldown, an unusable policy file) raises ``NoValidHost``
+      with secmig's reason at once, instead of removing every host in
+      silence: the requester then reads "No valid host was found.
+      secmig refused ..." in the instance action, and the conductor does
+      not retry host after host.
 
     Refusals are logged at DEBUG per host. The compute hosts check again
     (a forced host skips this filter), so this filter is an early,
@@ -73,7 +77,7 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             lambda: verify.TrustStore.from_files(
                 os.path.join(cert_dir, host_files.CA_CERT),
                 crl if os.path.exists(crl) else None),
-            refresh_interval=REFRESH_INTERVAL,
+            refresh_interval=self._conf.pki.verdict_refresh_interval,
             margin=self._conf.pki.expiry_margin,
             min_rsa_bits=self._conf.pki.min_rsa_bits,
             require_crl=self._conf.pki.require_crl)
@@ -98,8 +102,7 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         try:
             policy = self._policy.get()
         except loader.PolicyError as e:
-            LOG.warning("secmig: refusing every destination: %s", e)
-            return loader.unavailable(e)
+            _refuse_request(spec_obj, loader.unavailable(e))
         context = getattr(spec_obj, '_context', None)
         request = (facts.Request.from_context(context) if context
                    else facts.Request('api', {}))
@@ -122,8 +125,6 @@ class SecureMigrationFilter(filters.BaseHostFilter):
                 not spec_obj.ignore_hosts:
             return True
         decisions = self._decisions(spec_obj)
-        if not isinstance(decisions, eligibility.RequestDecisions):
-            return False
         stats = host_state.stats or {}
         verdict = self._verdicts.verdict(host_state.host,
                                          stats.get(secmig_stats.CERT))
@@ -136,8 +137,18 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             frozenset(a.name for a in host_state.aggregates),
             zones[0] if zones else None)
         decision = decisions.decide(destination)
+        if eligibility.is_request_level(decision):
+            _refuse_request(spec_obj, decision)
         if not decision:
             LOG.debug("secmig: host %s refused for instance %s: %s (%s)",
                       host_state.host, spec_obj.instance_uuid,
                       decision.code, decision.reason)
         return decision.allowed
+
+
+def _refuse_request(spec_obj, decision):
+    LOG.warning("secmig: refusing to move instance %s anywhere: %s (%s)",
+                spec_obj.instance_uuid, decision.reason, decision.code)
+    raise exception.NoValidHost(
+        reason='secmig refused the migration (%s): %s'
+        % (decision.code, decision.reason))
