@@ -67,6 +67,10 @@ class PeerChannel:
         """Deliver ``auth3``; return the peer's final Decision."""
         raise NotImplementedError
 
+    def report(self, peer_host, instance_uuid, decision):
+        """Tell the source that this destination refused (best effort)."""
+        raise NotImplementedError
+
 
 @dataclasses.dataclass(frozen=True)
 class Authorisation:
@@ -215,6 +219,10 @@ class HostGuard:
         evidence.update(proof)
         decision = self._conclude('authorised', decision, migration_id,
                                   instance.uuid, **evidence)
+        if not decision and decision.details.get('refused_by') is None:
+            # The source records the refusal too: this host may be unable
+            # to (no key to sign its journal with).
+            peer.report(source_host, instance.uuid, decision)
         if decision:
             self._authorised.put(instance.uuid, Authorisation(
                 migration_id, instance.uuid, source_host, self.host,
@@ -329,6 +337,18 @@ class HostGuard:
         if decision:
             self._authenticated.put(instance_uuid, decision)
         return decision
+
+    def answer_report(self, migration_id, instance_uuid, reporter,
+                      decision):
+        """Record a destination's report that it refused a migration.
+
+        The report is not authenticated (the destination may have no
+        key), so it is only ever written down, never acted upon.
+        """
+        return self.record('refused', migration_id, instance_uuid, 'failure',
+                           decision=decision, source_host=self.host,
+                           destination_host=reporter, reported_by=reporter,
+                           report_authenticated=False)
 
     def authorise_outgoing(self, request, instance, settings,
                            placement=lambda host: ((), None)):

@@ -147,7 +147,7 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
             migration_id, facts.request(context),
             facts.instance(context, instance), instance.host,
             tls.check_settings(libvirt_settings()),
-            rpc.RPCPeerChannel(context), aggregates, zone)
+            rpc.RPCPeerChannel(context, self._secmig.host), aggregates, zone)
         if not decision:
             _refuse(decision)
         return super().check_can_live_migrate_destination(

@@ -48,11 +48,14 @@ class SecureMigrationFilter(filters.BaseHostFilter):
       requester to move this instance there (MAC clearance, aggregates,
       zones, RBAC, cooldown). Anything unknown refuses: a host that
       publishes no certificate, a policy file that does not load.
-    * Cost: no cryptography and no I/O per host. Certificate verdicts are
-      cached and re-verified every ``[pki] verdict_refresh_interval``
-      seconds; policy
-      decisions are shared by hosts with the same facts in one request.
-
+    * Cost: no cryptography and no I/O per host. A certificate is
+      verified when first seen (or changed); every
+      ``[pki] verdict_refresh_interval`` seconds the first request reads
+      the CA bundle and CRL anew and re-verifies the verdicts they or
+      the clock can change (all of them when the CRL changed), so a
+      revocation takes effect within that interval. In one request,
+      hosts alike in certificate verdict, TLS readiness and aggregates
+      share one policy decision.
     * A refusal that no destination can change (RBAC, automatic
       opt-out, cooldown, an unusable policy file) raises ``NoValidHost``
       with secmig's reason at once, instead of removing every host in
@@ -82,21 +85,24 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             min_rsa_bits=self._conf.pki.min_rsa_bits,
             require_crl=self._conf.pki.require_crl)
         self._policy = loader.PolicySource(self._conf.policy.policy_file)
-        self._request = (None, None)
+        self._request = _RequestPass(None, None)
 
     def filter_all(self, filter_obj_list, spec_obj):
         if self._verdicts.refresh_due():
-            self._verdicts.refresh()
+            count = self._verdicts.refresh()
+            LOG.debug("secmig: re-verified %d host certificates", count)
         return super().filter_all(filter_obj_list, spec_obj)
 
-    def _decisions(self, spec_obj):
-        """The per-request decision cache (built on its first host)."""
-        key, decisions = self._request
-        if key is spec_obj:
-            return decisions
-        decisions = self._new_decisions(spec_obj)
-        self._request = (spec_obj, decisions)
-        return decisions
+    def _pass(self, spec_obj):
+        """The state of the current request (built on its first host)."""
+        current = self._request
+        if current.spec is spec_obj:
+            return current
+        current = _RequestPass(spec_obj, None)
+        if spec_obj.obj_attr_is_set('ignore_hosts') and spec_obj.ignore_hosts:
+            current.decisions = self._new_decisions(spec_obj)
+        self._request = current
+        return current
 
     def _new_decisions(self, spec_obj):
         try:
@@ -121,29 +127,52 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             time.time())
 
     def host_passes(self, host_state, spec_obj):
-        if not spec_obj.obj_attr_is_set('ignore_hosts') or \
-                not spec_obj.ignore_hosts:
+        current = self._pass(spec_obj)
+        if current.decisions is None:
             return True
-        decisions = self._decisions(spec_obj)
         stats = host_state.stats or {}
-        verdict = self._verdicts.verdict(host_state.host,
-                                         stats.get(secmig_stats.CERT))
-        zones = [a.metadata.get('availability_zone')
-                 for a in host_state.aggregates
-                 if 'availability_zone' in a.metadata]
-        destination = facts.HostFacts.from_verdict(
-            host_state.host, verdict,
-            stats.get(secmig_stats.TLS) == 'ready',
-            frozenset(a.name for a in host_state.aggregates),
-            zones[0] if zones else None)
-        decision = decisions.decide(destination)
-        if eligibility.is_request_level(decision):
-            _refuse_request(spec_obj, decision)
-        if not decision:
-            LOG.debug("secmig: host %s refused for instance %s: %s (%s)",
-                      host_state.host, spec_obj.instance_uuid,
-                      decision.code, decision.reason)
-        return decision.allowed
+        verdict, verdict_key = self._verdicts.lookup(
+            host_state.host, stats.get(secmig_stats.CERT))
+        tls = stats.get(secmig_stats.TLS)
+        aggregates = host_state.aggregates
+        # Hosts alike in verdict, TLS readiness and aggregate objects
+        # share one decision; the entry holds the aggregates, so their
+        # ids stay theirs while the request lasts.
+        key = (verdict_key, tls, *map(id, aggregates))
+        entry = current.by_host_facts.get(key)
+        if entry is None:
+            decision = current.decisions.decide(
+                _destination(host_state.host, verdict, tls, aggregates))
+            if eligibility.is_request_level(decision):
+                _refuse_request(spec_obj, decision)
+            entry = current.by_host_facts[key] = (decision, tuple(aggregates))
+        decision = entry[0]
+        if decision.allowed:
+            return True
+        LOG.debug("secmig: host %s refused for instance %s: %s (%s)",
+                  host_state.host, spec_obj.instance_uuid,
+                  decision.code, decision.reason)
+        return False
+
+
+class _RequestPass:
+    """One scheduling request as the filter sees it."""
+
+    __slots__ = ('spec', 'decisions', 'by_host_facts')
+
+    def __init__(self, spec, decisions):
+        self.spec = spec
+        #: None for a request that places a new instance
+        self.decisions = decisions
+        self.by_host_facts = {}
+
+
+def _destination(host, verdict, tls, aggregates):
+    zones = [a.metadata.get('availability_zone') for a in aggregates
+             if 'availability_zone' in a.metadata]
+    return facts.HostFacts.from_verdict(
+        host, verdict, tls == 'ready', frozenset(a.name for a in aggregates),
+        zones[0] if zones else None)
 
 
 def _refuse_request(spec_obj, decision):

@@ -10,6 +10,7 @@ host never takes as proof of anything but a refusal.
 import base64
 import types
 
+from oslo_log import log as logging
 import oslo_messaging as messaging
 
 from nova import context as nova_context
@@ -21,6 +22,7 @@ from secmig.decision import Decision
 from secmig import guard as guard_mod
 from secmig.nova import facts
 
+LOG = logging.getLogger(__name__)
 TOPIC = 'secmig-handshake'
 #: How long a host waits for its peer's answer (seconds).
 TIMEOUT = 30
@@ -67,6 +69,14 @@ class HandshakeEndpoint:
         return self.guard.answer_confirm(instance_uuid,
                                          _unb64(auth3)).as_dict()
 
+    def report(self, ctxt, instance_uuid, reporter, decision):
+        admin = nova_context.get_admin_context()
+        if self._check_instance(admin, instance_uuid) is not None:
+            return
+        self.guard.answer_report(
+            facts.migration_id(admin, instance_uuid) or 'unknown',
+            instance_uuid, str(reporter), _decision(decision))
+
     def _check_instance(self, admin, instance_uuid):
         try:
             inst = objects.Instance.get_by_uuid(admin, instance_uuid)
@@ -90,8 +100,9 @@ def start_server(guard, host):
 class RPCPeerChannel(guard_mod.PeerChannel):
     """A :class:`~secmig.guard.PeerChannel` to another compute host."""
 
-    def __init__(self, context):
+    def __init__(self, context, host):
         self.context = context
+        self.host = host
 
     def _client(self, host):
         target = messaging.Target(topic=TOPIC, server=host, version='1.0')
@@ -113,6 +124,15 @@ class RPCPeerChannel(guard_mod.PeerChannel):
                 auth3=_b64(auth3)))
         except messaging.MessagingException as e:
             return _unreachable(peer_host, e)
+
+    def report(self, peer_host, instance_uuid, decision):
+        try:
+            self._client(peer_host).cast(
+                self.context, 'report', instance_uuid=instance_uuid,
+                reporter=self.host, decision=decision.as_dict())
+        except messaging.MessagingException as e:
+            LOG.warning("secmig: could not tell %s about the refusal of "
+                        "instance %s: %s", peer_host, instance_uuid, e)
 
 
 def _unreachable(peer_host, error):

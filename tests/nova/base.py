@@ -41,6 +41,9 @@ class SecmigCloudMixin:
     CLEARANCES = {}
     UNENROLLED = ()
     SECMIG_FILTER = True
+    #: Text replacements turning the test policy into this class's.
+    SECMIG_POLICY_CHANGES = {}
+    LIBVIRT_SCHEME = 'tls'
 
     def setUp(self):
         self.secmig_dir = self.useFixture(fixtures.TempDir()).path
@@ -49,11 +52,32 @@ class SecmigCloudMixin:
         self.addCleanup(setattr, nova.virt.libvirt, 'LibvirtDriver',
                         original)
         launcher.install()
+        self.policy_file = self.write_policy()
         # Before Nova's setUp: it starts the API and the services.
         self.flags(api_paste_config=API_PASTE, group='wsgi')
         self.flags(live_migration_with_native_tls=True,
-                   live_migration_scheme='tls', group='libvirt')
+                   live_migration_scheme=self.LIBVIRT_SCHEME,
+                   group='libvirt')
         super().setUp()
+
+    def write_policy(self):
+        with open(POLICY) as f:
+            text = f.read()
+        for old, new in self.SECMIG_POLICY_CHANGES.items():
+            self.assertIn(old, text)
+            text = text.replace(old, new)
+        path = os.path.join(self.secmig_dir, 'migration-policy.yaml')
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def publish_crl(self):
+        """Copy the CA's current CRL to the controller and every host."""
+        for name in list(self.pki.hosts) + ['controller']:
+            path = os.path.join(self.pki.base_dir, name, 'ca-crl.pem')
+            if os.path.isdir(os.path.dirname(path)):
+                with open(path, 'wb') as f:
+                    f.write(self.pki.crl_pem)
 
     def _setup_scheduler_service(self):
         if self.SECMIG_FILTER:
@@ -73,8 +97,8 @@ class SecmigCloudMixin:
         if host == 'scheduler':
             cert_dir = self.scheduler_cert_dir()
         values = {
-            'pki': {'cert_dir': cert_dir},
-            'policy': {'policy_file': POLICY},
+            'pki': {'cert_dir': cert_dir, 'verdict_refresh_interval': 0},
+            'policy': {'policy_file': self.policy_file},
             'audit': {'journal_path': self.journal(host), 'deliver': False},
         }
         for group, options in overrides.items():
@@ -100,14 +124,14 @@ class SecmigCloudMixin:
     def journal(self, host):
         return os.path.join(self.secmig_dir, 'audit', host + '.jsonl')
 
-    def start_compute(self, hostname='compute1', **kwargs):
+    def start_compute(self, hostname='compute1', *args, **kwargs):
         if hostname not in self.UNENROLLED and hostname not in self.pki.hosts:
             self.pki.enroll(hostname,
                             clearance=self.CLEARANCES.get(hostname, 1))
         os.makedirs(os.path.join(self.pki.base_dir, hostname),
                     exist_ok=True)
         self.flags(config_file=self.secmig_conf(hostname), group='secmig')
-        return super().start_compute(hostname=hostname, **kwargs)
+        return super().start_compute(hostname, *args, **kwargs)
 
     def audit_steps(self, host):
         """``[(step, outcome, reason code)]`` from ``host``'s journal."""

@@ -40,6 +40,7 @@ class DirectChannel(guard.PeerChannel):
         self.guards = guards
         self.tamper = tamper or (lambda kind, data: data)
         self.sent = []
+        self.reports = []
 
     def hello(self, peer_host, migration_id, instance_uuid, auth1):
         auth1 = self.tamper('auth1', auth1)
@@ -51,6 +52,13 @@ class DirectChannel(guard.PeerChannel):
     def confirm(self, peer_host, instance_uuid, auth3):
         return self.guards[peer_host].answer_confirm(
             instance_uuid, self.tamper('auth3', auth3))
+
+    def report(self, peer_host, instance_uuid, decision):
+        reporter = [h for h, g in self.guards.items() if g is not
+                    self.guards[peer_host]][0]
+        self.reports.append((peer_host, decision.code))
+        self.guards[peer_host].answer_report('unknown', instance_uuid,
+                                             reporter, decision)
 
 
 class GuardTestBase(unittest.TestCase):
@@ -174,6 +182,11 @@ class RefusalTest(GuardTestBase):
                            self.incoming(settings=settings))
         self.assertIn(('refused', 'failure', 'plaintext_control'),
                       self.steps('dst'))
+        # The source is told, and records it.
+        self.assertEqual([('src', 'plaintext_control')],
+                         self.channel.reports)
+        self.assertIn(('refused', 'failure', 'plaintext_control'),
+                      self.steps('src'))
         self.assertIsNone(self.guards['dst'].is_authorised(
             self.instance.uuid))
 
