@@ -31,7 +31,7 @@ def register_opts(conf):
 
 
 def list_opts():
-    return {secmig_group: secmig_opts}
+    return [(secmig_group, secmig_opts)]
 
 
 def load(nova_conf):
