@@ -109,8 +109,14 @@ def _admin_sql(statement):
 class GnocchiServer(object):
     """One Gnocchi (API + metricd) over its own database and directory."""
 
-    def __init__(self, processing_delay=1, sacks=8, metricd_workers=1):
+    def __init__(self, processing_delay=1, sacks=8, metricd_workers=1,
+                 parallel_operations=1):
         self.processing_delay = processing_delay
+        # Gnocchi's thread pool (one thread per metric read) costs more
+        # than it saves with the file driver on a small machine: an
+        # aggregates request over 500 metrics took 1.7 s with 2 threads
+        # and 0.4 s with 1.
+        self.parallel_operations = parallel_operations
         self.sacks = sacks
         self.metricd_workers = metricd_workers
         self.workdir = None
@@ -165,7 +171,7 @@ class GnocchiServer(object):
         lines = [
             '[DEFAULT]',
             'debug = false',
-            'parallel_operations = 2',
+            'parallel_operations = %d' % self.parallel_operations,
             '[indexer]',
             'url = %s' % _dsn_for(self.dbname),
             '[storage]',
@@ -352,6 +358,62 @@ class GnocchiServer(object):
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             return list(pool.map(create, resources))
 
+    def insert_resources(self, resource_type, resources):
+        """Insert resources and their metrics straight into the indexer.
+
+        The same rows Gnocchi's resource API writes (``resource``, the
+        resource type's attribute table, ``metric``), in one transaction:
+        about a thousand times faster than one API request per resource,
+        for clusters of thousands of VMs. Each item is a resource dict as
+        :meth:`create_resources` takes; ``metrics`` maps a metric name to
+        ``{'archive_policy_name': ...}``. Returns the resource dicts with
+        their Gnocchi ``id`` (a UUID derived from the original id, as the
+        API derives it for the ``admin`` creator).
+        """
+        import psycopg2
+        from psycopg2 import extras
+
+        from gnocchi import utils as gutils
+        conn = psycopg2.connect(_dsn_for(self.dbname), connect_timeout=10)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute('SELECT tablename, attributes FROM resource_type '
+                            'WHERE name = %s', (resource_type,))
+                table, attributes = cur.fetchone()
+                if isinstance(attributes, str):
+                    attributes = json.loads(attributes)
+                names = sorted(attributes)
+                now = datetime.datetime.utcnow()
+                rows, attrs, metrics, created = [], [], [], []
+                for res in resources:
+                    original = str(res['id'])
+                    rid = str(gutils.ResourceUUID(original, ADMIN))
+                    rows.append((rid, ADMIN, now, now, original,
+                                 resource_type))
+                    attrs.append(tuple(res.get(n) for n in names) + (rid,))
+                    for metric, spec in res.get('metrics', {}).items():
+                        metrics.append((str(uuid.uuid4()),
+                                        spec['archive_policy_name'], ADMIN,
+                                        rid, metric, 'active', False, now))
+                    created.append(dict(res, id=rid,
+                                        original_resource_id=original))
+                extras.execute_values(
+                    cur, 'INSERT INTO resource (id, creator, started_at, '
+                    'revision_start, original_resource_id, type) VALUES %s',
+                    rows, page_size=5000)
+                extras.execute_values(
+                    cur, 'INSERT INTO %s (%s) VALUES %%s'
+                    % (table, ', '.join(names + ['id'])), attrs,
+                    page_size=5000)
+                extras.execute_values(
+                    cur, 'INSERT INTO metric (id, archive_policy_name, '
+                    'creator, resource_id, name, status, '
+                    'needs_raw_data_truncation, last_measure_timestamp) '
+                    'VALUES %s', metrics, page_size=5000)
+        finally:
+            conn.close()
+        return created
+
     def add_host(self, hostname, metrics=None):
         """A ``nova_compute`` resource named as Ceilometer and Watcher do."""
         return {'id': '%s_%s' % (hostname, hostname),
@@ -424,7 +486,7 @@ GAUGE_POLICY = 'secmig-test-gauge'
 
 
 def load_cluster(server, hosts, vms, points=10, granularity=60,
-                 host_cpu_pct=None, now=None):
+                 host_cpu_pct=None, now=None, bulk=True):
     """Create a cluster's resources and measures as Ceilometer would.
 
     ``hosts`` are host names (``nova_compute`` resources), ``vms``
@@ -432,7 +494,9 @@ def load_cluster(server, hosts, vms, points=10, granularity=60,
     ``memory.swap.out`` in MiB) get ``points + 1`` samples one granularity
     apart, so that their rates give ``points`` periods ending at the
     current period. ``host_cpu_pct`` maps a host to a gauge value for
-    ``compute.node.cpu.percent``. Returns the aligned end time (epoch s).
+    ``compute.node.cpu.percent``. ``bulk`` writes the resources straight
+    into the indexer (:meth:`GnocchiServer.insert_resources`) instead of
+    through the API. Returns the aligned end time (epoch s).
     """
     server.create_archive_policy(RATE_POLICY, granularity)
     server.create_archive_policy(GAUGE_POLICY, granularity,
@@ -441,10 +505,11 @@ def load_cluster(server, hosts, vms, points=10, granularity=60,
     host_cpu_pct = host_cpu_pct or {}
     rate = {'archive_policy_name': RATE_POLICY}
     gauge = {'archive_policy_name': GAUGE_POLICY}
-    server.create_resources('nova_compute', [
+    create = server.insert_resources if bulk else server.create_resources
+    create('nova_compute', [
         server.add_host(h, {'compute.node.cpu.percent': gauge}
                         if h in host_cpu_pct else {}) for h in hosts])
-    server.create_resources('instance', [
+    create('instance', [
         {'id': vm.id, 'display_name': 'vm-%s' % vm.id[:8],
          'host': vm.host, 'flavor_id': 'm1',
          'metrics': {'cpu': rate, 'memory.swap.out': gauge}}
@@ -456,7 +521,7 @@ def load_cluster(server, hosts, vms, points=10, granularity=60,
                          'name': 'tap%d' % n, 'instance_id': vm.id,
                          'metrics': {'network.incoming.bytes': rate,
                                      'network.outgoing.bytes': rate}})
-    created = server.create_resources('instance_network_interface', nics)
+    created = create('instance_network_interface', nics)
     nic_ids = {(r['instance_id'], r['name']): r['id'] for r in created}
 
     end = (now or time.time()) // granularity * granularity

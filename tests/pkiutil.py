@@ -50,8 +50,8 @@ class TestPKI:
                          self.crl_pem, now=now)
         identity = HostIdentity(
             name, cert_dir, keys.load_certificate(cert_pem),
-            keys.load_private_key(open(
-                os.path.join(cert_dir, host_mod.SERVER_KEY), 'rb').read()),
+            keys.load_private_key(_read(
+                os.path.join(cert_dir, host_mod.SERVER_KEY))),
             clearance)
         self.hosts[name] = identity
         return identity
@@ -61,13 +61,18 @@ class TestPKI:
 
     @property
     def ca_cert_pem(self):
-        return open(os.path.join(self.ca_dir, ca_mod.CA_CERT), 'rb').read()
+        return _read(os.path.join(self.ca_dir, ca_mod.CA_CERT))
 
     @property
     def crl_pem(self):
-        return open(os.path.join(self.ca_dir, ca_mod.CA_CRL), 'rb').read()
+        return _read(os.path.join(self.ca_dir, ca_mod.CA_CRL))
 
     def trust(self):
         """A TrustStore with the CA and its current CRL."""
         return verify.TrustStore(keys.load_certificates(self.ca_cert_pem),
                                  [keys.load_crl(self.crl_pem)])
+
+
+def _read(path):
+    with open(path, 'rb') as f:
+        return f.read()

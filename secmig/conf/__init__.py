@@ -12,9 +12,10 @@ from secmig.conf import audit
 from secmig.conf import auth
 from secmig.conf import pki
 from secmig.conf import policy
+from secmig.conf import watcher
 from secmig import exception
 
-_MODULES = (pki, auth, policy, audit)
+_MODULES = (pki, auth, policy, audit, watcher)
 
 
 def register_opts(conf):

@@ -17,7 +17,7 @@ class ConfigTest(unittest.TestCase):
 
     def test_every_group_is_listed_for_the_generator(self):
         listed = {group.name for group, _ in opts.list_opts()}
-        self.assertEqual({'pki', 'auth', 'policy', 'audit'}, listed)
+        self.assertEqual({'pki', 'auth', 'policy', 'audit', 'watcher'}, listed)
 
     def test_defaults_follow_libvirt_layout(self):
         conf = secmig_conf.new_conf()

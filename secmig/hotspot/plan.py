@@ -1,0 +1,494 @@
+"""Which VMs to move where: relieve hotspots without making new ones.
+
+:func:`plan` turns a :class:`~secmig.hotspot.detect.Report` into a
+:class:`Plan` of moves. Pure: the caller supplies the inventory, the
+free resources of each host, what each VM needs, the migration history
+and an ``eligible(vm_id, source, destination)`` callable that returns a
+:class:`~secmig.decision.Decision` (the same core eligibility the Nova
+filter uses: certificate, clearance, policy).
+
+Rules, in the order they apply:
+
+* Hotspots are handled worst first (``Hotspot.severity``), several per
+  audit, until ``Limits.max_migrations`` moves are planned; a host is the
+  source of at most ``max_per_source`` and the destination of at most
+  ``max_per_destination`` moves per audit.
+* A VM moved recently is left alone: ``cooldown`` seconds after its last
+  move, doubled for every other move inside ``backoff_window``; after
+  ``backoff_max`` moves in that window it is not moved at all (reported
+  as ``backoff``), so a tenant that engineers load spikes cannot make the
+  cloud migrate its VMs continuously.
+* A host-level hotspot (``host_cpu``, ``host_network``, ``host_swap``)
+  moves VMs off the host until its projected figure is under the
+  threshold less ``headroom_pct``: first the smallest VM whose load is
+  enough alone, else the largest. A ``vm_bandwidth_shortfall`` moves the
+  starved VM itself, to a host whose link has room for its expected
+  bandwidth.
+* A destination must be eligible for that VM, have the free vCPUs,
+  memory and disk, have complete data and no hotspot of its own, and
+  stay under every threshold less ``headroom_pct`` once the VM's load is
+  added (CPU, each network direction; a host swapping already is never a
+  destination). Among those, the least loaded wins.
+
+Every :class:`Move` carries its evidence (the hotspot's condition,
+metrics and values, the VM's load, the projected figures of both hosts,
+the policy decision); every hotspot that cannot be fully relieved is an
+:class:`Unresolved` entry with a code and the refusals counted by
+reason; every VM set aside is a :class:`Skipped` entry.
+"""
+
+import collections
+import dataclasses
+import math
+import typing
+
+from secmig import exception
+from secmig.hotspot import detect
+
+#: Kinds of load a move carries, in threshold units per host.
+LOAD_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out')
+_NET = {'in': 'net_in', 'out': 'net_out'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds of one audit's plan; times in seconds."""
+
+    max_migrations: int = 10
+    max_per_source: int = 3
+    max_per_destination: int = 2
+    cooldown: int = 3600
+    backoff_window: int = 86400
+    backoff_max: int = 3
+    headroom_pct: float = 10.0
+
+    def __post_init__(self):
+        for name in ('max_migrations', 'max_per_source',
+                     'max_per_destination', 'backoff_max'):
+            if getattr(self, name) < 0:
+                raise exception.SecmigError('%s must not be negative' % name,
+                                            code='invalid_limit')
+        if self.cooldown < 0 or self.backoff_window < 0:
+            raise exception.SecmigError('times must not be negative',
+                                        code='invalid_limit')
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """vCPUs, memory (MB) and disk (GB): needed by a VM, free on a host."""
+
+    vcpus: float = 0
+    memory_mb: float = 0
+    disk_gb: float = 0
+
+    def fits(self, need):
+        return (need.vcpus <= self.vcpus and need.memory_mb <= self.memory_mb
+                and need.disk_gb <= self.disk_gb)
+
+    def minus(self, other, sign=1):
+        return Resources(self.vcpus - sign * other.vcpus,
+                         self.memory_mb - sign * other.memory_mb,
+                         self.disk_gb - sign * other.disk_gb)
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A VM as the planner sees it: needs, and whether it may move at all.
+
+    ``blocked`` is None or ``(code, reason)`` for a VM the cloud's own
+    state rules out (not active, excluded by the audit scope, ...).
+    """
+
+    id: str
+    needs: Resources = Resources()
+    blocked: typing.Optional[tuple] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    instance: str
+    source: str
+    destination: str
+    condition: str
+    evidence: typing.Mapping
+
+    def as_dict(self):
+        return {'instance': self.instance, 'source': self.source,
+                'destination': self.destination,
+                'condition': self.condition, 'evidence': self.evidence}
+
+
+@dataclasses.dataclass(frozen=True)
+class Unresolved:
+    """A hotspot the plan does not (fully) relieve, and why."""
+
+    condition: str
+    host: str
+    instance: typing.Optional[str]
+    code: str
+    reason: str
+    details: typing.Mapping = dataclasses.field(default_factory=dict)
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A VM on a hot host that was not considered for a move, and why."""
+
+    instance: str
+    host: str
+    code: str
+    reason: str
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    moves: tuple
+    unresolved: tuple
+    skipped: tuple
+
+    @property
+    def complete(self):
+        """True when every hotspot is relieved by the moves."""
+        return not self.unresolved
+
+
+def apply(vms, moves):
+    """The VMs of ``vms`` (VmInfo) placed as they are after ``moves``."""
+    where = {m.instance: m.destination for m in moves}
+    return [dataclasses.replace(vm, host=where[vm.id]) if vm.id in where
+            else vm for vm in vms]
+
+
+def backoff(history, now, limits):
+    """``None`` if a VM moved at ``history`` times may move, else a reason.
+
+    Returns ``(code, reason)``: ``backoff`` when it moved
+    ``limits.backoff_max`` times within ``limits.backoff_window``,
+    ``cooldown`` when its last move is more recent than the cooldown
+    (doubled for each other move in the window).
+    """
+    window = limits.backoff_window
+    recent = sorted(t for t in history or () if now - t < window)
+    if not recent:
+        return None
+    if limits.backoff_max and len(recent) >= limits.backoff_max:
+        return ('backoff', 'moved %d times in the last %d s (limit %d): left '
+                'alone and reported' % (len(recent), limits.backoff_window,
+                                        limits.backoff_max))
+    wait = limits.cooldown * 2 ** (len(recent) - 1)
+    elapsed = now - recent[-1]
+    if elapsed < wait:
+        return ('cooldown', 'last moved %d s ago; cooldown %d s after %d '
+                'recent move(s)' % (elapsed, wait, len(recent)))
+    return None
+
+
+class _Planner(object):
+    """State of one planning run (projected loads, counters, results)."""
+
+    def __init__(self, report, hosts, vms, observations, thresholds, free,
+                 candidates, eligible, history, now, limits):
+        self.th = thresholds
+        self.limits = limits
+        self.hosts = {h.name: h for h in hosts}
+        self.vms = {v.id: v for v in vms}
+        self.obs = observations
+        self.free = dict(free)
+        self.candidates = candidates
+        self.eligible = eligible
+        self.history = history
+        self.now = now
+        self.level = {name: {k: (f.mean or 0.0) for k, f in figs.items()}
+                      for name, figs in report.figures.items()}
+        self.placed = collections.defaultdict(list)
+        for vm in vms:
+            self.placed[vm.host].append(vm.id)
+        self.unusable = {g.host for g in report.gaps if g.host}
+        self.hot = set(report.hot_hosts)
+        self.moved = {}
+        self.out = collections.Counter()
+        self.into = collections.Counter()
+        self.moves, self.unresolved, self.skipped = [], [], []
+        self._skipped_ids = set()
+        self._load_cache = {}
+
+    # -- loads -------------------------------------------------------------
+
+    def vm_load(self, vm_id):
+        """Mean load of a VM per kind (cores for CPU), or None if unknown."""
+        if vm_id in self._load_cache:
+            return self._load_cache[vm_id]
+        series = self.obs.vm.get(vm_id, {})
+        start = self.obs.now - self.th.window
+        load = {}
+        for kind in ('cpu', 'net_in', 'net_out', 'swap_out'):
+            values = [v for t, v in series.get(kind, ()) if t >= start]
+            if not values:
+                load = None
+                break
+            load[kind] = sum(values) / len(values)
+        self._load_cache[vm_id] = load
+        return load
+
+    def as_host(self, load, host):
+        """A VM's load in the host's threshold units."""
+        cpus = self.hosts[host].cpus
+        return {'cpu_pct': load['cpu'] * 100.0 / cpus if cpus else math.inf,
+                'net_in': load['net_in'], 'net_out': load['net_out'],
+                'swap_out': load['swap_out']}
+
+    def limit(self, host, kind):
+        """The highest acceptable level of ``kind`` on a host after a move."""
+        head = self.limits.headroom_pct
+        if kind == 'cpu_pct':
+            return self.th.host_cpu_pct - head
+        if kind == 'swap_out':
+            return self.th.swap_out_mibps
+        link = self.hosts[host].link_bps
+        if not link:
+            return math.inf
+        return link * (self.th.host_net_pct - head) / 100.0
+
+    # -- destinations --------------------------------------------------------
+
+    def destination_for(self, vm_id, source, load, extra=None):
+        """Best destination for a VM, or ``(None, refusal counts)``.
+
+        ``extra`` overrides the VM's load of some kinds at the
+        destination (a starved VM brings its expected bandwidth).
+        """
+        cand = self.candidates.get(vm_id) or Candidate(vm_id)
+        refusals = collections.Counter()
+        scored = []
+        for name in self.hosts:
+            if name == source:
+                continue
+            code = self._unfit(name, cand, load, extra)
+            if code:
+                refusals[code] += 1
+                continue
+            add = dict(self.as_host(load, name), **(extra or {}))
+            score = max(
+                (self.level[name].get(k, 0.0) + add[k]) / self.limit(name, k)
+                for k in ('cpu_pct', 'net_in', 'net_out'))
+            scored.append((score, name))
+        scored.sort()
+        for score, name in scored:
+            decision = self.eligible(vm_id, source, name)
+            if decision:
+                return name, decision, refusals
+            refusals[decision.code] += 1
+        return None, None, refusals
+
+    def _unfit(self, name, cand, load, extra):
+        if name in self.hot:
+            return 'destination_hot'
+        if name in self.unusable or name not in self.level:
+            return 'destination_data_incomplete'
+        if self.into[name] >= self.limits.max_per_destination:
+            return 'destination_cap'
+        free = self.free.get(name)
+        if free is None or not free.fits(cand.needs):
+            return 'no_capacity'
+        if not self.hosts[name].cpus:
+            return 'destination_data_incomplete'
+        add = dict(self.as_host(load, name), **(extra or {}))
+        level = self.level[name]
+        if level.get('swap_out', 0.0) >= self.th.swap_out_mibps:
+            return 'would_overload'
+        for kind in ('cpu_pct', 'net_in', 'net_out'):
+            if level.get(kind, 0.0) + add[kind] >= self.limit(name, kind):
+                return 'would_overload'
+        return None
+
+    # -- moves -------------------------------------------------------------
+
+    def movable(self, vm_id, host):
+        """True if a VM may be considered; records a Skipped otherwise."""
+        if vm_id in self.moved:
+            return False
+        cand = self.candidates.get(vm_id)
+        blocked = cand.blocked if cand else ('unknown_instance',
+                                             'not in the cluster model')
+        if blocked is None:
+            blocked = backoff(self.history.get(vm_id), self.now, self.limits)
+        if blocked is None and self.vm_load(vm_id) is None:
+            blocked = ('missing_data', 'its load over the window is unknown')
+        if blocked is None:
+            return True
+        if vm_id not in self._skipped_ids:
+            self._skipped_ids.add(vm_id)
+            self.skipped.append(Skipped(vm_id, host, blocked[0], blocked[1]))
+        return False
+
+    def commit(self, vm_id, source, destination, hotspot, decision, load,
+               extra=None):
+        at_src = self.as_host(load, source)
+        at_dst = dict(self.as_host(load, destination), **(extra or {}))
+        before = {'source': dict(self.level[source]),
+                  'destination': dict(self.level[destination])}
+        for kind in LOAD_KINDS:
+            self.level[source][kind] = self.level[source].get(
+                kind, 0.0) - at_src[kind]
+            self.level[destination][kind] = self.level[destination].get(
+                kind, 0.0) + at_dst[kind]
+        needs = (self.candidates.get(vm_id) or Candidate(vm_id)).needs
+        self.free[source] = self.free.get(source, Resources()).minus(
+            needs, -1)
+        self.free[destination] = self.free[destination].minus(needs)
+        self.out[source] += 1
+        self.into[destination] += 1
+        self.moved[vm_id] = destination
+        evidence = {
+            'condition': hotspot.condition,
+            'hotspot': dict(hotspot.evidence, host=hotspot.host,
+                            instance=hotspot.instance,
+                            severity=_round(hotspot.severity)),
+            'instance_load': {k: _round(v) for k, v in at_src.items()},
+            'source': {'host': source,
+                       'before': _rounded(before['source']),
+                       'after': _rounded(self.level[source])},
+            'destination': {'host': destination,
+                            'before': _rounded(before['destination']),
+                            'after': _rounded(self.level[destination])},
+            'policy': {'code': decision.code,
+                       'rule': decision.details.get('rule'),
+                       'policy_digest': decision.details.get('policy_digest'),
+                       'constraints': decision.details.get('constraints')},
+        }
+        self.moves.append(Move(vm_id, source, destination, hotspot.condition,
+                               evidence))
+
+    def room(self):
+        return len(self.moves) < self.limits.max_migrations
+
+    def leave(self, hotspot, code, reason, **details):
+        self.unresolved.append(Unresolved(hotspot.condition, hotspot.host,
+                                          hotspot.instance, code, reason,
+                                          details))
+
+    # -- hotspots ------------------------------------------------------------
+
+    def relieve(self, hotspot):
+        if hotspot.condition == detect.VM_BANDWIDTH:
+            return self._relieve_vm(hotspot)
+        kind = {detect.HOST_CPU: 'cpu_pct', detect.HOST_SWAP: 'swap_out',
+                detect.HOST_NETWORK: _NET.get(
+                    hotspot.evidence.get('direction'))}[hotspot.condition]
+        host = hotspot.host
+        target = self.limit(host, kind)
+        refusals = collections.Counter()
+        while self.level[host].get(kind, 0.0) >= target:
+            if not self.room():
+                return self.leave(hotspot, 'audit_cap', 'the audit reached '
+                                  'its limit of %d migrations'
+                                  % self.limits.max_migrations)
+            if self.out[host] >= self.limits.max_per_source:
+                return self.leave(hotspot, 'source_cap', '%s is already the '
+                                  'source of %d migrations in this audit'
+                                  % (host, self.out[host]))
+            excess = self.level[host][kind] - target
+            chosen = self._pick(host, kind, excess, refusals)
+            if chosen is None:
+                return self._stuck(hotspot, host, refusals)
+            vm_id, destination, decision, load = chosen
+            self.commit(vm_id, host, destination, hotspot, decision, load)
+
+    def _pick(self, host, kind, excess, refusals):
+        """The VM to move off ``host`` and where, or None."""
+        options = []
+        for vm_id in self.placed[host]:
+            if not self.movable(vm_id, host):
+                continue
+            share = self.as_host(self.vm_load(vm_id), host)[kind]
+            if share > 0:
+                options.append((share, vm_id))
+        enough = sorted(o for o in options if o[0] >= excess)
+        rest = sorted((o for o in options if o[0] < excess), reverse=True)
+        for _, vm_id in enough + rest:
+            load = self.vm_load(vm_id)
+            destination, decision, why = self.destination_for(vm_id, host,
+                                                              load)
+            refusals.update(why)
+            if destination:
+                return vm_id, destination, decision, load
+        return None
+
+    def _stuck(self, hotspot, host, refusals):
+        movable = [v for v in self.placed[host] if v not in self.moved
+                   and v not in self._skipped_ids]
+        if not movable:
+            return self.leave(hotspot, 'no_movable_instance',
+                              'no VM on %s may be moved now' % host)
+        return self.leave(hotspot, 'no_eligible_destination',
+                          'no eligible host can take a VM from %s without '
+                          'becoming a hotspot' % host,
+                          refusals=dict(refusals))
+
+    def _relieve_vm(self, hotspot):
+        vm_id, host = hotspot.instance, hotspot.host
+        if vm_id in self.moved:
+            return None
+        if not self.movable(vm_id, host):
+            skipped = [s for s in self.skipped if s.instance == vm_id]
+            code = skipped[0].code if skipped else 'not_movable'
+            return self.leave(hotspot, code, 'the starved VM may not be '
+                              'moved now')
+        if not self.room():
+            return self.leave(hotspot, 'audit_cap', 'the audit reached its '
+                              'limit of %d migrations'
+                              % self.limits.max_migrations)
+        if self.out[host] >= self.limits.max_per_source:
+            return self.leave(hotspot, 'source_cap', '%s is already the '
+                              'source of %d migrations in this audit'
+                              % (host, self.out[host]))
+        kind = _NET[hotspot.evidence['direction']]
+        load = self.vm_load(vm_id)
+        extra = {kind: hotspot.evidence['expected_bps']}
+        destination, decision, refusals = self.destination_for(
+            vm_id, host, load, extra)
+        if destination is None:
+            return self.leave(hotspot, 'no_eligible_destination',
+                              'no eligible host has room for the expected '
+                              'bandwidth of %s' % vm_id,
+                              refusals=dict(refusals))
+        self.commit(vm_id, host, destination, hotspot, decision, load, extra)
+
+
+def plan(report, hosts, vms, observations, thresholds, free, candidates,
+         eligible, history=None, now=None, limits=None):
+    """Return the :class:`Plan` relieving ``report``'s hotspots.
+
+    :param report: :class:`~secmig.hotspot.detect.Report` of ``detect``
+    :param hosts: HostInfo iterable; ``vms``: VmInfo iterable
+    :param observations: the Observations the report was made from
+    :param thresholds: the :class:`~secmig.hotspot.detect.Thresholds` used
+    :param free: ``{host: Resources}`` free on each host now
+    :param candidates: ``{vm_id: Candidate}``
+    :param eligible: ``eligible(vm_id, source, destination) -> Decision``
+    :param history: ``{vm_id: [POSIX times of its recent migrations]}``
+    :param now: the current POSIX time (default ``observations.now``)
+    :param limits: :class:`Limits`
+    """
+    planner = _Planner(report, list(hosts), list(vms), observations,
+                       thresholds, free, candidates, eligible, history or {},
+                       observations.now if now is None else now,
+                       limits or Limits())
+    for hotspot in report.hotspots:
+        planner.relieve(hotspot)
+    return Plan(tuple(planner.moves), tuple(planner.unresolved),
+                tuple(planner.skipped))
+
+
+def _round(value):
+    return round(value, 3) if math.isfinite(value) else value
+
+
+def _rounded(levels):
+    return {k: _round(v) for k, v in levels.items()}

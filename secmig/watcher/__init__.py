@@ -1,0 +1,1 @@
+"""secmig inside Watcher: the hotspot strategy (imports watcher only)."""

@@ -1,0 +1,386 @@
+"""SecureHotspot: a Watcher strategy that relieves hotspots safely.
+
+Enable it in the decision engine's Python environment through the entry
+point ``watcher_strategies``: ``secmig_hotspot =
+secmig.watcher.strategy:SecureHotspot``; then create an audit template
+with goal ``workload_balancing`` and strategy ``secmig_hotspot``.
+"""
+
+import json
+import logging
+import os
+import time
+
+from oslo_config import cfg
+from watcher.common import exception as wexc
+from watcher.decision_engine.strategy.strategies import base
+
+from secmig import conf as secmig_conf
+from secmig import eligibility
+from secmig import exception
+from secmig.hotspot import detect
+from secmig.hotspot import eligible as eligible_mod
+from secmig.hotspot import gnocchi_query
+from secmig.hotspot import plan as plan_mod
+from secmig.policy import facts
+from secmig.policy import loader
+from secmig.watcher import history as history_mod
+from secmig.watcher import model as model_mod
+
+LOG = logging.getLogger(__name__)
+GBIT = 1e9 / 8
+#: Entries of each list kept in the report action's message.
+REPORT_LIMIT = 50
+
+#: Certificate verdicts survive audits (the decision engine is long
+#: running); they are re-verified with a fresh CRL every minute.
+_VERDICTS = {}
+
+
+class HotspotAuditError(wexc.WatcherException):
+    """The audit cannot judge the cluster; ``reason`` says why."""
+
+    msg_fmt = 'secmig hotspot audit failed (%(secmig_code)s): %(reason)s'
+
+
+def _schema_number(description, default, minimum=0, kind='number',
+                   maximum=None):
+    entry = {'description': description, 'type': kind, 'default': default,
+             'minimum': minimum}
+    if maximum is not None:
+        entry['maximum'] = maximum
+    return entry
+
+
+class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
+    """Relieve hotspots with live migrations to eligible hosts only
+
+    *Description*
+
+        Reads per-instance meters (and host meters where an operator
+        publishes them) from Gnocchi in at most five aggregates requests,
+        whatever the cluster's size, and finds every hotspot of three
+        kinds: a VM that does not get its expected network bandwidth while
+        its host's link is saturated; a host whose CPU or network use
+        stays above a threshold over the observation window; a host that
+        swaps memory out faster than a threshold. It then plans several
+        live migrations in one audit, worst hotspot first: each VM goes to
+        a host that secmig would accept (valid certificate, clearance and
+        migration policy, the checks of the Nova scheduler filter), that
+        has the free vCPUs, memory and disk, and that stays under every
+        threshold once the VM's load is added. The number of migrations is
+        bounded per audit and per host; a VM moved recently waits out a
+        cooldown that doubles with each move, and a VM moved too often is
+        left alone and reported. Every migration is preceded by a ``nop``
+        action whose message is the evidence (condition, metrics, values,
+        projected loads, policy decision), so the action plan records why
+        each VM moves.
+
+    *Requirements*
+
+        * Ceilometer publishing ``cpu``, ``memory.swap.out`` (instance)
+          and ``network.incoming.bytes``/``network.outgoing.bytes``
+          (``instance_network_interface``) to Gnocchi, with an archive
+          policy offering ``rate:mean`` and ``mean`` at the audit's
+          granularity.
+        * Watcher's ``[gnocchi_client]`` configuration.
+        * secmig's configuration (``[watcher_strategies.secmig_hotspot]
+          config_file``): the CA certificate and CRL in ``[pki]
+          cert_dir``, host certificates in ``[watcher] host_cert_dir``,
+          and the migration policy in ``[policy] policy_file``, which must
+          let the Watcher service user migrate automatically.
+        * At least two compute nodes.
+
+    *Limitations*
+
+        * Network capacity is not in Watcher's model: ``link_gbps`` (and
+          ``link_gbps_by_host``) give each host's link speed.
+        * Loads are window means; a VM's load on its new host is assumed
+          to equal its load on the old one (its expected bandwidth for a
+          starved VM). Swap-out is assumed to stop on a host with free
+          memory.
+        * Policy rules on aggregates or availability zones refuse every
+          destination: Watcher's model does not carry them. Nova's
+          scheduler filter and the compute hosts check every migration
+          again.
+    """
+
+    def __init__(self, config, osc=None):
+        super().__init__(config, osc)
+        self.instance_migrations_count = 0
+        #: Set by tests and tools; otherwise built from the configuration.
+        self.secmig_conf = None
+        self.gnocchi_client = None
+        self.history_source = None
+        self.credentials = None
+        self.clock = time.time
+        self.report = None
+        self.plan = None
+        self.requests = 0
+
+    @classmethod
+    def get_name(cls):
+        return 'secmig_hotspot'
+
+    @classmethod
+    def get_display_name(cls):
+        return 'secmig secure hotspot relief'
+
+    @classmethod
+    def get_translatable_display_name(cls):
+        return 'secmig secure hotspot relief'
+
+    @classmethod
+    def get_config_opts(cls):
+        return super().get_config_opts() + [
+            cfg.StrOpt('config_file', default='/etc/secmig/secmig.conf',
+                       help='secmig\'s configuration file ([pki], '
+                            '[policy], [watcher]).'),
+        ]
+
+    @classmethod
+    def get_schema(cls):
+        n = _schema_number
+        return {
+            'properties': {
+                'window': n('Observation window (s).', 1800, 60, 'integer'),
+                'granularity': n('Granularity of the Gnocchi series (s).',
+                                 300, 1, 'integer'),
+                'stale_after': n('Age (s) after which a series\' latest '
+                                 'point counts as stale.', 900, 0,
+                                 'integer'),
+                'min_points': n('Points a window must hold to be judged.',
+                                3, 1, 'integer'),
+                'sustained_fraction': n('Share of the points that must be '
+                                        'over a threshold.', 1.0, 0.01,
+                                        maximum=1.0),
+                'host_cpu_threshold': n('Host CPU use (%) that makes a '
+                                        'hotspot.', 80.0, 1, maximum=100),
+                'host_net_threshold': n('Host link use (% per direction) '
+                                        'that makes a hotspot.', 80.0, 1,
+                                        maximum=100),
+                'link_saturated_threshold': n(
+                    'Link use (%) from which a VM\'s bandwidth shortfall '
+                    'counts.', 90.0, 1, maximum=100),
+                'vm_bandwidth_threshold': n(
+                    'Share (%) of its expected bandwidth under which a VM '
+                    'is starved.', 80.0, 1, maximum=100),
+                'swap_out_threshold': n('Host swap-out rate (MiB/s) that '
+                                        'makes a hotspot.', 1.0, 0),
+                'link_gbps': n('Link speed of every host (Gbit/s).', 10.0,
+                               0.001),
+                'link_gbps_by_host': {
+                    'description': 'Link speed (Gbit/s) of given hosts.',
+                    'type': 'object', 'default': {},
+                    'additionalProperties': {'type': 'number',
+                                             'exclusiveMinimum': 0}},
+                'max_migrations': n('Migrations per audit.', 10, 0,
+                                    'integer'),
+                'max_migrations_per_source': n(
+                    'Migrations off one host per audit.', 3, 0, 'integer'),
+                'max_migrations_per_destination': n(
+                    'Migrations onto one host per audit.', 2, 0, 'integer'),
+                'cooldown': n('Seconds a VM stays put after a move; '
+                              'doubled for each other recent move.', 3600,
+                              0, 'integer'),
+                'backoff_window': n('Window (s) in which moves of a VM are '
+                                    'counted.', 86400, 0, 'integer'),
+                'backoff_max_moves': n('Moves within the window after which '
+                                       'a VM is left alone.', 3, 0,
+                                       'integer'),
+                'headroom': n('Points (%) under each threshold a host must '
+                              'stay after a move.', 10.0, 0, maximum=99),
+                'on_missing_data': {
+                    'description': 'fail: the audit fails when any figure '
+                                   'is missing or stale; report: plan for '
+                                   'the hosts with complete data and list '
+                                   'the missing data in a report action. '
+                                   'The audit always fails when Gnocchi '
+                                   'cannot be read or no host has data.',
+                    'type': 'string', 'enum': ['fail', 'report'],
+                    'default': 'report'},
+            },
+        }
+
+    # -- configuration ----------------------------------------------------
+
+    def _param(self, name):
+        value = self.input_parameters.get(name)
+        if value is None:
+            value = self.get_schema()['properties'][name]['default']
+        return value
+
+    def _conf(self):
+        if self.secmig_conf is None:
+            path = getattr(self.config, 'config_file', None)
+            files = [path] if path and os.path.exists(path) else []
+            self.secmig_conf = secmig_conf.new_conf(
+                default_config_files=files)
+        return self.secmig_conf
+
+    def thresholds(self):
+        p = self._param
+        return detect.Thresholds(
+            window=p('window'), granularity=p('granularity'),
+            stale_after=p('stale_after'), min_points=p('min_points'),
+            sustained_fraction=p('sustained_fraction'),
+            host_cpu_pct=p('host_cpu_threshold'),
+            host_net_pct=p('host_net_threshold'),
+            link_saturated_pct=p('link_saturated_threshold'),
+            vm_bandwidth_pct=p('vm_bandwidth_threshold'),
+            swap_out_mibps=p('swap_out_threshold'))
+
+    def limits(self):
+        p = self._param
+        return plan_mod.Limits(
+            max_migrations=p('max_migrations'),
+            max_per_source=p('max_migrations_per_source'),
+            max_per_destination=p('max_migrations_per_destination'),
+            cooldown=p('cooldown'), backoff_window=p('backoff_window'),
+            backoff_max=p('backoff_max_moves'), headroom_pct=p('headroom'))
+
+    def _verdicts(self, conf):
+        key = (conf.pki.cert_dir, conf.pki.expiry_margin,
+               conf.pki.min_rsa_bits, conf.pki.require_crl)
+        verdicts = _VERDICTS.get(key)
+        if verdicts is None:
+            verdicts = eligibility.CertificateVerdicts(
+                eligible_mod.trust_loader(conf.pki.cert_dir),
+                refresh_interval=60, margin=conf.pki.expiry_margin,
+                min_rsa_bits=conf.pki.min_rsa_bits,
+                require_crl=conf.pki.require_crl)
+            _VERDICTS[key] = verdicts
+        if verdicts.refresh_due():
+            verdicts.refresh()
+        return verdicts
+
+    def _credentials(self):
+        """The Watcher service's credentials, from its keystone session."""
+        if self.credentials is not None:
+            return self.credentials
+        session = self.osc.session
+        access = session.auth.get_access(session)
+        return {'user_id': access.user_id, 'user_name': access.username,
+                'project_id': access.project_id,
+                'project_name': access.project_name,
+                'roles': list(access.role_names)}
+
+    def _history(self, since):
+        if self.history_source is not None:
+            return self.history_source(since)
+        return history_mod.from_watcher_db(self.ctx, since)
+
+    # -- the audit --------------------------------------------------------
+
+    def pre_execute(self):
+        self._pre_execute()
+
+    def do_execute(self, audit=None):
+        now = self.clock()
+        conf = self._conf()
+        th, limits = self.thresholds(), self.limits()
+        try:
+            policy = loader.PolicySource(conf.policy.policy_file).get()
+        except loader.PolicyError as e:
+            raise HotspotAuditError(secmig_code=e.code, reason=str(e))
+        history = self._history(now - limits.backoff_window)
+        inv = model_mod.inventory(
+            self.compute_model, self._param('link_gbps') * GBIT,
+            {h: g * GBIT for h, g in
+             self._param('link_gbps_by_host').items()}, history)
+        for error in inv.errors:
+            LOG.warning("secmig: %s", error)
+        obs = self._observe(inv, th, now)
+        report = detect.detect(inv.hosts, inv.vms, obs, th)
+        self.report = report
+        self._check_data(report, inv)
+        destinations = eligible_mod.Destinations(
+            self._verdicts(conf), conf.watcher.host_cert_dir, policy,
+            facts.Request('watcher', self._credentials()), inv.instances,
+            now)
+        self.plan = plan_mod.plan(report, inv.hosts, inv.vms, obs, th,
+                                  inv.free, inv.candidates, destinations,
+                                  history, now, limits)
+        for move in self.plan.moves:
+            self._migrate(inv, move)
+        self._report_action(report, self.plan)
+        return self.solution
+
+    def _observe(self, inv, th, now):
+        client = self.gnocchi_client or self.osc.gnocchi()
+        reader = gnocchi_query.AggregatesReader(client)
+        try:
+            obs = reader.fetch([vm.id for vm in inv.vms],
+                               [h.name for h in inv.hosts], th.window,
+                               th.granularity, now=now)
+        except gnocchi_query.GnocchiQueryError as e:
+            self.requests = reader.requests
+            LOG.error("secmig: %s", e)
+            raise HotspotAuditError(secmig_code=e.code, reason=str(e))
+        self.requests = obs.requests
+        return obs
+
+    def _check_data(self, report, inv):
+        if not report.gaps:
+            return
+        gaps = [g.as_dict() for g in report.gaps]
+        hosts = {g.host for g in report.gaps}
+        LOG.warning("secmig: data missing or stale for %d host(s): %s",
+                    len(hosts), json.dumps(gaps[:REPORT_LIMIT]))
+        if (self._param('on_missing_data') == 'fail'
+                or hosts >= {h.name for h in inv.hosts}):
+            raise HotspotAuditError(
+                secmig_code='metrics_missing',
+                reason='%d figure(s) missing or stale on %d of %d host(s), '
+                       'so hotspots cannot be ruled out: %s'
+                       % (len(gaps), len(hosts), len(inv.hosts),
+                          '; '.join(g.reason for g in
+                                    report.gaps[:REPORT_LIMIT])))
+
+    def _migrate(self, inv, move):
+        instance = inv.objects[move.instance]
+        source = inv.nodes[move.source]
+        destination = inv.nodes[move.destination]
+        if not self.compute_model.migrate_instance(instance, source,
+                                                   destination):
+            raise exception.SecmigError(
+                'the model refused to move %s from %s to %s'
+                % (move.instance, move.source, move.destination),
+                code='model_error')
+        LOG.info("secmig: migrate %s from %s to %s (%s)", move.instance,
+                 move.source, move.destination, move.condition)
+        self.solution.add_action(
+            action_type='nop', input_parameters={'message': json.dumps(
+                dict(move.as_dict(), secmig='evidence'), sort_keys=True)})
+        self.add_action_migrate(instance, 'live', source, destination)
+        self.instance_migrations_count += 1
+
+    def _report_action(self, report, plan):
+        """One ``nop`` action listing what the plan leaves undone."""
+        left_alone = [s for s in plan.skipped if s.code == 'backoff']
+        for skipped in left_alone:
+            LOG.warning("secmig: instance %s left alone: %s",
+                        skipped.instance, skipped.reason)
+        for item in plan.unresolved:
+            LOG.warning("secmig: %s on %s not relieved: %s (%s)",
+                        item.condition, item.host, item.reason, item.code)
+        if not (plan.unresolved or plan.skipped or report.gaps):
+            return
+        message = {
+            'secmig': 'report',
+            'unresolved': [u.as_dict() for u in plan.unresolved],
+            'skipped': [s.as_dict() for s in plan.skipped[:REPORT_LIMIT]],
+            'skipped_total': len(plan.skipped),
+            'gaps': [g.as_dict() for g in report.gaps[:REPORT_LIMIT]],
+            'gaps_total': len(report.gaps),
+        }
+        self.solution.add_action(
+            action_type='nop',
+            input_parameters={'message': json.dumps(message,
+                                                    sort_keys=True)})
+
+    def post_execute(self):
+        self.solution.model = self.compute_model
+        self.solution.set_efficacy_indicators(
+            instance_migrations_count=self.instance_migrations_count,
+            instances_count=len(self.compute_model.get_all_instances()))

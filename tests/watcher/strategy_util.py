@@ -1,0 +1,155 @@
+"""Scenarios for the Watcher strategy: Watcher's model, real PKI, policy.
+
+Imports ``watcher.tests.unit`` first (see the module docstring of
+tests/watcher/__init__.py and facts.md: Watcher's oslo.service backend
+must be chosen by its test package before other Watcher modules load).
+"""
+
+import os
+import shutil
+import tempfile
+
+from watcher.tests.unit import base as _watcher_test_base  # noqa: F401
+
+from watcher.common import clients
+from watcher.common import utils
+from watcher.decision_engine.model import element
+from watcher.decision_engine.model import model_root
+
+from secmig import conf as secmig_conf
+from secmig.pki import host as host_files
+from secmig.watcher import strategy as strategy_mod
+from tests import pkiutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+POLICY = os.path.join(ROOT, 'tests', 'etc', 'migration-policy.yaml')
+WATCHER_CREDENTIALS = {'user_id': 'watcher-id', 'user_name': 'watcher',
+                       'project_id': 'service', 'roles': ['service']}
+PROJECT = '91fffe30-78a0-4152-acd2-8310ff274dc9'
+
+
+def build_model(hosts, vms, node_vcpus=4, node_memory=16384, node_disk=500,
+                memory=None):
+    """A Watcher ``ModelRoot``: ``hosts`` names, ``vms`` SimVm-like items.
+
+    ``memory`` maps a host to its memory (MB) when it differs. A VM may
+    carry ``vcpus``, ``memory_mb``, ``extra_specs``, ``metadata`` and
+    ``state`` attributes; defaults are 1 vCPU, 1024 MB, active.
+    """
+    memory = memory or {}
+    model = model_root.ModelRoot()
+    for i, name in enumerate(hosts):
+        model.add_node(element.ComputeNode(
+            id=i, uuid='node-%s' % name, hostname=name,
+            memory=memory.get(name, node_memory), memory_mb_reserved=0,
+            memory_ratio=1.0, disk=node_disk, disk_capacity=node_disk,
+            disk_gb_reserved=0, disk_ratio=1.0, vcpus=node_vcpus,
+            vcpu_reserved=0, vcpu_ratio=1.0))
+    for vm in vms:
+        instance = element.Instance(
+            uuid=vm.id, name='vm-%s' % vm.id[:8],
+            memory=getattr(vm, 'memory_mb', 1024), disk=10,
+            vcpus=getattr(vm, 'vcpus', 1), project_id=PROJECT,
+            metadata=getattr(vm, 'metadata', {}),
+            flavor_extra_specs=getattr(vm, 'extra_specs', {}),
+            state=getattr(vm, 'state', 'active'), host=vm.host,
+            hypervisor_hostname=vm.host)
+        model.add_instance(instance)
+        model.map_instance(instance, model.get_node_by_uuid(
+            'node-%s' % vm.host))
+    return model
+
+
+class Site(object):
+    """A CA, enrolled hosts, the host certificate directory, the policy."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='secmig-watcher-')
+        self.pki = pkiutil.TestPKI(os.path.join(self.dir, 'pki'))
+        self.cert_dir = os.path.join(self.dir, 'trust')
+        self.host_cert_dir = os.path.join(self.dir, 'host-certs')
+        os.makedirs(self.cert_dir)
+        os.makedirs(self.host_cert_dir)
+        self._publish_trust()
+
+    def _publish_trust(self):
+        for name, pem in ((host_files.CA_CERT, self.pki.ca_cert_pem),
+                          (host_files.CA_CRL, self.pki.crl_pem)):
+            with open(os.path.join(self.cert_dir, name), 'wb') as f:
+                f.write(pem)
+
+    def enroll(self, *names, clearance=0):
+        for name in names:
+            identity = self.pki.enroll(name, clearance=clearance)
+            with open(os.path.join(self.host_cert_dir, name + '.pem'),
+                      'w') as f:
+                f.write(identity.cert_pem.decode('ascii')
+                        if isinstance(identity.cert_pem, bytes)
+                        else identity.cert_pem)
+
+    def conf(self):
+        conf = secmig_conf.new_conf()
+        conf.set_override('cert_dir', self.cert_dir, group='pki')
+        conf.set_override('policy_file', POLICY, group='policy')
+        conf.set_override('host_cert_dir', self.host_cert_dir,
+                          group='watcher')
+        return conf
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def gnocchi_clients(client):
+    """Watcher's own OpenStackClients, holding the fixture's Gnocchi client.
+
+    Watcher builds its gnocchiclient from ``[gnocchi_client]`` and a
+    keystone session; the test Gnocchi uses basic auth, so the client is
+    built for it and handed to Watcher's client holder.
+    """
+    osc = clients.OpenStackClients()
+    osc._gnocchi = client
+    return osc
+
+
+def make_strategy(site, compute_model, client, now, history=None,
+                  **params):
+    """A SecureHotspot on ``compute_model`` reading the test Gnocchi."""
+    strategy = strategy_mod.SecureHotspot(
+        config=utils.Struct(datasources=None, config_file=None),
+        osc=gnocchi_clients(client))
+    strategy._compute_model = compute_model
+    strategy.input_parameters = utils.Struct(params)
+    strategy.secmig_conf = site.conf()
+    strategy.credentials = WATCHER_CREDENTIALS
+    strategy.history_source = lambda since: dict(history or {})
+    strategy.clock = lambda: now
+    return strategy
+
+
+def actions(solution):
+    """The solution's actions as plain dicts, evidence decoded."""
+    import json
+    plain = []
+    for action in solution.actions:
+        params = dict(action['input_parameters'])
+        if action['action_type'] == 'nop':
+            params['message'] = json.loads(params['message'])
+        plain.append({'action_type': action['action_type'],
+                      'input_parameters': params})
+    return plain
+
+
+def migrations(solution):
+    return [(a['input_parameters']['resource_id'],
+             a['input_parameters']['source_node'],
+             a['input_parameters']['destination_node'])
+            for a in solution.actions if a['action_type'] == 'migrate']
+
+
+def observations(server, hosts, vms, now, window, granularity):
+    """The measures of ``vms`` as secmig reads them, for judging plans."""
+    from secmig.hotspot import gnocchi_query
+    reader = gnocchi_query.AggregatesReader(server.client())
+    return reader.fetch([v.id for v in vms], hosts, window, granularity,
+                        now=now)
