@@ -45,6 +45,7 @@ import uuid
 from secmig.audit import lines
 from secmig.audit import signing
 from secmig import exception
+from secmig.pki import fileio
 
 LOG = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class Journal:
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
                            0o640)
         if created:
-            _fsync_dir(directory)
+            fileio.fsync_dir(directory)
 
     def _commit(self, batch):
         self._open()
@@ -318,14 +319,6 @@ def _write_all(fd, data):
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lines_backwards(fd, end, block=65536):

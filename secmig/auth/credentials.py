@@ -6,7 +6,6 @@ identity in the handshake as on the migration stream.
 """
 
 import dataclasses
-import ipaddress
 import os
 
 from cryptography import x509
@@ -36,26 +35,6 @@ class HostCredentials:
         return keys.fingerprint(self.cert)
 
 
-def _names(cert):
-    try:
-        san = cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return ([n.lower().rstrip('.') for n in san.get_values_for_type(
-        x509.DNSName)]
-        + [str(a) for a in san.get_values_for_type(x509.IPAddress)])
-
-
-def names_host(cert, host):
-    """True when ``cert``'s subject alternative names include ``host``."""
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        host = host.lower().rstrip('.')
-    return host in _names(cert)
-
-
 def from_objects(host, cert, key):
     """Check and pair a certificate and key already in memory.
 
@@ -66,7 +45,7 @@ def from_objects(host, cert, key):
     match = verify.verify_key_pair(cert, key)
     if not match:
         raise exception.PKIError(match.reason, code=match.code)
-    if not names_host(cert, host):
+    if not verify.names_host(cert, host):
         raise exception.PKIError(
             'this host\'s certificate (%s) does not name %s, the host name '
             'it must prove' % (cert.subject.rfc4514_string(), host),

@@ -38,7 +38,6 @@ import time
 
 from cryptography.hazmat.primitives import serialization
 
-from secmig.auth import credentials
 from secmig.auth import messages
 from secmig.auth import signing
 from secmig.auth import transcript
@@ -141,7 +140,7 @@ class _Party:
                                                 datetime.timezone.utc),
             margin=self._margin, min_rsa_bits=self._min_rsa_bits,
             require_crl=self._require_crl)
-        if verdict and not credentials.names_host(cert, peer_host):
+        if verdict and not verify.names_host(cert, peer_host):
             verdict = Decision.refuse(
                 'wrong_host', 'certificate does not name %s' % peer_host)
         if not verdict:

@@ -91,7 +91,8 @@ def _ext(cert, cls):
         return None
 
 
-def _names(cert):
+def certificate_names(cert):
+    """The DNS names and IP addresses in ``cert``'s SAN (None: no SAN)."""
     san = _ext(cert, x509.SubjectAlternativeName)
     if san is None:
         return None
@@ -105,6 +106,11 @@ def _matches_host(names, host):
     except ValueError:
         host = host.lower().rstrip('.')
     return any(host == n.lower().rstrip('.') for n in names)
+
+
+def names_host(cert, host):
+    """True when ``cert``'s subject alternative names include ``host``."""
+    return _matches_host(certificate_names(cert) or [], host)
 
 
 def _check_dates(cert, now, margin):
@@ -269,7 +275,8 @@ def verify_certificate(cert, trust, host=None, purpose='both', now=None,
         % (subject, cert.not_valid_after_utc.isoformat()),
         subject=subject, serial='%x' % cert.serial_number,
         fingerprint=keys.fingerprint(cert), clearance=level,
-        names=_names(cert), not_after=cert.not_valid_after_utc.isoformat())
+        names=certificate_names(cert),
+        not_after=cert.not_valid_after_utc.isoformat())
 
 
 def _strength(cert, min_rsa_bits):
@@ -278,7 +285,7 @@ def _strength(cert, min_rsa_bits):
 
 
 def _check_names(cert, host):
-    names = _names(cert)
+    names = certificate_names(cert)
     if not names:
         return Decision.refuse(
             'no_san', 'certificate has no subject alternative names; hosts '

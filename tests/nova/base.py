@@ -10,7 +10,6 @@ mechanism ``secmig-nova-compute`` uses), the scheduler filter, and
 libvirt set for QEMU native TLS with a TLS control connection.
 """
 
-import json
 import os
 import sys
 
@@ -21,6 +20,7 @@ import nova.conf
 import nova.virt.libvirt
 
 from secmig.nova import launcher
+from tests import auditutil
 from tests import pkiutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -135,14 +135,4 @@ class SecmigCloudMixin:
 
     def audit_steps(self, host):
         """``[(step, outcome, reason code)]`` from ``host``'s journal."""
-        steps = []
-        if not os.path.exists(self.journal(host)):
-            return steps
-        with open(self.journal(host)) as f:
-            for line in f:
-                body = json.loads(line).get('body', {})
-                if 'step' in body:
-                    reason = body['event'].get('reason', {})
-                    steps.append((body['step'], body['outcome'],
-                                  reason.get('reasonCode')))
-        return steps
+        return auditutil.journal_steps(self.journal(host))

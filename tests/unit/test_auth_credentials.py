@@ -13,6 +13,7 @@ from secmig.auth import signing
 from secmig import exception
 from secmig.pki import host as host_files
 from secmig.pki import keys
+from secmig.pki import verify
 from tests.unit import authutil
 
 
@@ -39,11 +40,11 @@ class CredentialsTest(unittest.TestCase):
         self.assertTrue(keys.key_matches_certificate(creds.key, creds.cert))
 
     def test_host_is_matched_case_insensitively(self):
-        self.assertTrue(credentials.names_host(
+        self.assertTrue(verify.names_host(
             self.world.creds['src'].cert, 'SRC.'))
-        self.assertTrue(credentials.names_host(
+        self.assertTrue(verify.names_host(
             self.world.creds['src'].cert, '127.0.0.1'))
-        self.assertFalse(credentials.names_host(
+        self.assertFalse(verify.names_host(
             self.world.creds['src'].cert, 'dst'))
 
     def test_certificate_of_another_host(self):

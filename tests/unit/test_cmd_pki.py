@@ -1,25 +1,12 @@
 """``secmig pki`` end to end, as an operator types it."""
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
 import tempfile
 import unittest
 
-from secmig.cmd import main as cli
-
-
-def secmig(*argv):
-    """Run the CLI in-process; return (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = cli.main(list(argv))
-        except SystemExit as e:  # argparse usage errors
-            status = e.code
-    return status, out.getvalue(), err.getvalue()
+from tests.cliutil import secmig
 
 
 class EnrollmentCommandsTest(unittest.TestCase):

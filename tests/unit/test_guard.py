@@ -5,7 +5,6 @@ other guard's methods in-process; the Nova adapter carries the same
 bytes over RPC. A tampering channel plays the hostile broker.
 """
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from secmig import conf as secmig_conf
 from secmig import guard
 from secmig.policy import facts
 from secmig import tls
+from tests import auditutil
 from tests import pkiutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -115,15 +115,8 @@ class GuardTestBase(unittest.TestCase):
 
     def steps(self, host):
         """``[(step, outcome, decision code)]`` of ``host``'s journal."""
-        found = []
-        with open(os.path.join(self.work, host + '.jsonl')) as f:
-            for line in f:
-                body = json.loads(line).get('body', {})
-                if 'step' in body:
-                    reason = body['event'].get('reason', {})
-                    found.append((body['step'], body['outcome'],
-                                  reason.get('reasonCode')))
-        return found
+        return auditutil.journal_steps(
+            os.path.join(self.work, host + '.jsonl'))
 
     def assertRefused(self, code, decision):
         self.assertFalse(decision.allowed, decision)

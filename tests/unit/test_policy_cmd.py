@@ -1,14 +1,12 @@
 """``secmig policy check`` and ``secmig policy explain`` in-process."""
 
-import contextlib
-import io
 import json
 import os
 import tempfile
 import unittest
 
-from secmig.cmd import main as cli
 from secmig.policy import loader
+from tests.cliutil import secmig
 
 SAMPLE = os.path.join(os.path.dirname(__file__), '..', '..', 'etc',
                       'secmig', 'migration-policy.yaml.sample')
@@ -30,21 +28,6 @@ FACTS = {
                     'availability_zone': 'az2'},
     'now': 1700000000,
 }
-
-# Import every command module now, so that warnings printed by their
-# imports do not end up in the first test's captured stderr.
-cli.build_parser()
-
-
-def secmig(*argv):
-    """Run the CLI in-process; return (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = cli.main(list(argv))
-        except SystemExit as e:  # argparse usage errors
-            status = e.code
-    return status, out.getvalue(), err.getvalue()
 
 
 class PolicyCommandTest(unittest.TestCase):
