@@ -20,3 +20,17 @@ def journal_steps(path):
                 steps.append((body['step'], body['outcome'],
                               reason.get('reasonCode')))
     return steps
+
+
+def journal_evidence(path, step):
+    """The evidence of each ``step`` event in a journal, in order."""
+    found = []
+    with open(path) as f:
+        for line in f:
+            body = json.loads(line).get('body', {})
+            if body.get('step') != step:
+                continue
+            for attachment in body['event'].get('attachments', []):
+                if attachment.get('name') == 'secmig.evidence':
+                    found.append(attachment['content'])
+    return found

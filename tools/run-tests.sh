@@ -24,7 +24,8 @@ export PATH="$PWD/$venv/bin:$PATH"
 
 echo "== style: flake8 and bashate"
 flake8 secmig tests tools
-bashate -i E006 tools/*.sh .ci/run
+bashate -i E006 tools/*.sh .ci/run devstack/plugin.sh devstack/settings \
+    devstack/lib/secmig
 
 passed=0 failed=0 skipped=0 status=0
 count() {

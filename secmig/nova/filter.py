@@ -22,6 +22,7 @@ from nova import exception
 from nova.scheduler import filters
 
 from secmig import eligibility
+from secmig import exception as secmig_exception
 from secmig.nova import config
 from secmig.nova import stats as secmig_stats
 from secmig.pki import host as host_files
@@ -63,8 +64,11 @@ class SecureMigrationFilter(filters.BaseHostFilter):
       secmig refused ..." in the instance action, and the conductor does
       not retry host after host.
 
-    Refusals are logged at DEBUG per host. The compute hosts check again
-    (a forced host skips this filter), so this filter is an early,
+    Refusals are logged at DEBUG per host. When the scheduler host has a
+    certificate and key of its own in ``[pki] cert_dir``, each move
+    request also leaves one ``scheduled`` audit record in its journal,
+    with the hosts refused grouped by reason. The compute hosts check
+    again (a forced host skips this filter), so this filter is an early,
     cheap refusal, not the only one.
     """
 
@@ -86,12 +90,35 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             require_crl=self._conf.pki.require_crl)
         self._policy = loader.PolicySource(self._conf.policy.policy_file)
         self._request = _RequestPass(None, None)
+        self._audit = _scheduler_trail(self._conf)
 
     def filter_all(self, filter_obj_list, spec_obj):
         if self._verdicts.refresh_due():
             count = self._verdicts.refresh()
             LOG.debug("secmig: re-verified %d host certificates", count)
-        return super().filter_all(filter_obj_list, spec_obj)
+        passed = list(super().filter_all(filter_obj_list, spec_obj))
+        current = self._request
+        if (self._audit is not None and current.spec is spec_obj
+                and current.decisions is not None):
+            self._record(spec_obj, passed, current.refused)
+        return passed
+
+    def _record(self, spec_obj, passed, refused):
+        """One audit record of this request's choice, refusals grouped."""
+        context = getattr(spec_obj, '_context', None)
+        try:
+            request_id = getattr(context, 'request_id', 'unknown')
+            self._audit.record(
+                'scheduled', 'request-%s' % request_id,
+                spec_obj.instance_uuid, 'success' if passed else 'failure',
+                source_host=spec_obj.ignore_hosts[0],
+                eligible_hosts=sorted(h.host for h in passed),
+                refused_hosts=refused)
+        except secmig_exception.SecmigError as e:
+            # The compute hosts audit the migration itself; a scheduler
+            # that cannot write its journal still schedules.
+            LOG.error("secmig: the scheduling record of instance %s was "
+                      "not written: %s", spec_obj.instance_uuid, e)
 
     def _pass(self, spec_obj):
         """The state of the current request (built on its first host)."""
@@ -152,19 +179,25 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         LOG.debug("secmig: host %s refused for instance %s: %s (%s)",
                   host_state.host, spec_obj.instance_uuid,
                   decision.code, decision.reason)
+        # A certificate refusal is recorded with the certificate's own code
+        # (revoked, not_enrolled, expired...), which says more.
+        code = decision.details.get('certificate_code', decision.code)
+        current.refused.setdefault(code, []).append(host_state.host)
         return False
 
 
 class _RequestPass:
     """One scheduling request as the filter sees it."""
 
-    __slots__ = ('spec', 'decisions', 'by_host_facts')
+    __slots__ = ('spec', 'decisions', 'by_host_facts', 'refused')
 
     def __init__(self, spec, decisions):
         self.spec = spec
         #: None for a request that places a new instance
         self.decisions = decisions
         self.by_host_facts = {}
+        #: refusal code -> hosts refused with it
+        self.refused = {}
 
 
 def _destination(host, verdict, tls, aggregates):
@@ -181,3 +214,20 @@ def _refuse_request(spec_obj, decision):
     raise exception.NoValidHost(
         reason='secmig refused the migration (%s): %s'
         % (decision.code, decision.reason))
+
+
+def _scheduler_trail(conf):
+    """The scheduler's audit trail, if this host has a key to sign with."""
+    from secmig.audit import trail  # oslo.messaging: only when needed
+
+    cert_dir = conf.pki.cert_dir
+    if not os.path.exists(os.path.join(cert_dir, host_files.SERVER_KEY)):
+        LOG.info("secmig: %s holds no host key; scheduling decisions are "
+                 "logged, not journaled", cert_dir)
+        return None
+    try:
+        return trail.AuditTrail.from_conf(conf, host=CONF.host)
+    except secmig_exception.SecmigError as e:
+        LOG.error("secmig: scheduling decisions will not be journaled: %s",
+                  e)
+        return None
