@@ -30,6 +30,7 @@ import dataclasses
 import datetime
 import logging
 import time
+import urllib.parse
 
 from secmig.auth import binding as binding_mod
 from secmig.auth import credentials
@@ -83,6 +84,9 @@ class Authorisation:
     policy_digest: str
     constraints: dict
     evidence: dict
+    #: The names the destination's certificate holds (source side only:
+    #: the libvirt call must go to one of them).
+    dest_names: tuple = ()
 
 
 class HostGuard:
@@ -383,7 +387,8 @@ class HostGuard:
             self._authorised.put(instance.uuid, Authorisation(
                 migration_id, instance.uuid, self.host, dest_host,
                 decision.details.get('policy_digest'),
-                dict(decision.details.get('constraints', {})), evidence))
+                dict(decision.details.get('constraints', {})), evidence,
+                tuple(details.get('peer_names') or (dest_host,))))
         return decision
 
     def _outgoing(self, request, instance, settings, proof, dest_host,
@@ -426,6 +431,12 @@ class HostGuard:
             return self._conclude('started', decision, 'unknown',
                                   instance_uuid), None
         decision = tls.check_flags(flags, destination_uri, bits)
+        target = urllib.parse.urlsplit(destination_uri or '').hostname
+        if decision and not verify.name_in(target, auth.dest_names):
+            decision = Decision.refuse(
+                'destination_mismatch', 'libvirt was asked to migrate to %s, '
+                'but the host authenticated for this migration is %s (%s)'
+                % (target, auth.dest_host, ', '.join(auth.dest_names)))
         tuning = None
         if decision:
             tuning = tls.tune(flags, bandwidth_mib, parallel,

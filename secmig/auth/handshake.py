@@ -178,6 +178,7 @@ class _Party:
                binding.instance_uuid),
             code='authenticated', role=self.role, peer_host=peer_host,
             peer_subject=verdict.details['subject'],
+            peer_names=list(verdict.details.get('names') or ()),
             peer_clearance=verdict.details['clearance'],
             initiator_fingerprint=initiator_fp,
             responder_fingerprint=responder_fp,

@@ -113,6 +113,11 @@ def names_host(cert, host):
     return _matches_host(certificate_names(cert) or [], host)
 
 
+def name_in(host, names):
+    """True when ``host`` (a DNS name or an IP address) is in ``names``."""
+    return bool(host) and _matches_host(names, host)
+
+
 def _check_dates(cert, now, margin):
     if now < cert.not_valid_before_utc:
         return Decision.refuse(

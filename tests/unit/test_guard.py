@@ -195,6 +195,19 @@ class RefusalTest(GuardTestBase):
             LIVE | BITS['VIR_MIGRATE_TLS'], 0, 1, BITS)
         self.assertRefused('plaintext_control', decision)
 
+    def test_libvirt_call_to_another_host_than_the_authenticated_one(self):
+        self.assertTrue(self.incoming())
+        self.assertTrue(self.outgoing())
+        flags = LIVE | BITS['VIR_MIGRATE_TLS']
+        decision, _ = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://low/system', flags, 0, 1, BITS)
+        self.assertRefused('destination_mismatch', decision)
+        # An address from the destination's certificate is the same host.
+        decision, _ = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://127.0.0.1/system', flags, 0, 1,
+            BITS)
+        self.assertTrue(decision.allowed, decision)
+
     def test_source_refuses_without_a_handshake(self):
         self.assertRefused('not_authenticated', self.outgoing())
 
