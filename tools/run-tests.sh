@@ -15,12 +15,8 @@ tiers=("$@")
 
 tools/test-setup.sh
 
-venv=${SECMIG_VENV:-.venv}
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q -U pip
-"$venv/bin/pip" install -q -r requirements.txt -r test-requirements.txt \
-    -e .
-export PATH="$PWD/$venv/bin:$PATH"
+venv=$(tools/venv.sh)
+export PATH="$venv/bin:$PATH"
 
 echo "== style: flake8 and bashate"
 flake8 secmig tests tools

@@ -14,7 +14,8 @@ from secmig import conf as secmig_conf
 from secmig import exception
 
 #: Subcommand groups, in the order ``--help`` lists them.
-GROUPS = ('secmig.cmd.pki', 'secmig.cmd.policy', 'secmig.cmd.audit')
+GROUPS = ('secmig.cmd.pki', 'secmig.cmd.policy', 'secmig.cmd.audit',
+          'secmig.cmd.demo')
 
 
 def build_parser():

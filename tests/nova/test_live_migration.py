@@ -22,6 +22,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 
 from secmig.cmd import main as secmig_cli
 from secmig.nova import rpc
+from tests import auditutil
 from tests.nova import base
 from tests.unit import authutil
 
@@ -208,6 +209,16 @@ class EligibilityTest(SecmigFunctionalTest):
             self.assertEqual(expected, server['OS-EXT-SRV-ATTR:host'])
         for host in ('rogue', 'low', 'revoked'):
             self.assertEqual([], self.audit_steps(host))
+        # The scheduler's journal says why each host was left out.
+        records = auditutil.journal_evidence(self.journal('scheduler'),
+                                             'scheduled')
+        self.assertEqual(3, len(records))
+        self.assertEqual({'not_enrolled': ['rogue'],
+                          'insufficient_clearance': ['low'],
+                          'revoked': ['revoked']},
+                         records[0]['refused_hosts'])
+        self.assertEqual(['dest'], records[0]['eligible_hosts'])
+        self.assertJournalIntact('scheduler')
 
     def test_forced_host_without_certificate_is_refused_on_compute(self):
         message = self.force_live_migrate(self.boot(), 'rogue')

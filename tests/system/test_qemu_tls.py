@@ -47,10 +47,10 @@ import tempfile
 import threading
 import unittest
 
+from secmig.demo import qemu
 from secmig.pki import ca as ca_mod
 from secmig.pki import host as host_mod
 from tests import pkiutil
-from tests.system import qemu
 
 GUEST_MIB = 64
 PAGE = 4096

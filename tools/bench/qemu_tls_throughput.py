@@ -25,8 +25,8 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, os.pardir))
 
+from secmig.demo import qemu  # noqa: E402
 from tests import pkiutil  # noqa: E402
-from tests.system import qemu  # noqa: E402
 
 #: Where the random fill starts: above the BIOS area, in plain RAM.
 FILL_ADDRESS = 0x100000

@@ -295,3 +295,25 @@ def wait_incoming(destination, timeout=MIGRATION_TIMEOUT):
             raise TimeoutError('incoming migration still %s after %ss'
                                % (info.get('status'), timeout))
         time.sleep(0.05)
+
+
+def encrypted_migration(workdir, source_dir, destination_dir,
+                        destination_name, memory_mib=64):
+    """One TLS migration between two paused guests on loopback.
+
+    ``source_dir`` and ``destination_dir`` are certificate directories in
+    QEMU's layout (as ``secmig pki install`` writes them);
+    ``destination_name`` is the name the destination's certificate must
+    carry. Returns ``(source's final query-migrate, destination's
+    status)``; both guests are gone when it returns.
+    """
+    destination = Guest(workdir, 'demo-dst', memory_mib, destination_dir,
+                        endpoint='server', incoming=True)
+    source = Guest(workdir, 'demo-src', memory_mib, source_dir,
+                   endpoint='client')
+    with destination, source:
+        port = listen_incoming(destination)
+        info = migrate(source, port, tls_hostname=destination_name)
+        if info.get('status') == 'completed':
+            wait_incoming(destination)
+        return info, destination.incoming_status()
