@@ -6,6 +6,8 @@ import unittest
 
 from docutils import core
 
+from secmig.policy import loader
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
@@ -27,3 +29,19 @@ class ReadmeTest(unittest.TestCase):
             ci = f.read()
         self.assertIn('    tools/run-tests.sh\n', readme)
         self.assertIn('exec tools/run-tests.sh\n', ci)
+
+
+class ReadmePolicyTest(unittest.TestCase):
+
+    def test_the_readme_policy_example_is_valid(self):
+        with open(os.path.join(ROOT, 'README.rst')) as f:
+            text = f.read()
+        start = text.index('      version: 1\n')
+        block = []
+        for line in text[start:].splitlines():
+            if line and not line.startswith('      '):
+                break
+            block.append(line[6:])
+        policy = loader.loads('\n'.join(block), 'README.rst')
+        self.assertEqual(500, policy.transport.max_bandwidth_mib)
+        self.assertEqual(900, policy.cooldown.seconds)
