@@ -490,7 +490,7 @@ GAUGE_POLICY = 'secmig-test-gauge'
 
 
 def load_cluster(server, hosts, vms, points=10, granularity=60,
-                 host_cpu_pct=None, now=None, bulk=True):
+                 host_cpu_pct=None, now=None, bulk=True, wait_timeout=120):
     """Create a cluster's resources and measures as Ceilometer would.
 
     ``hosts`` are host names (``nova_compute`` resources), ``vms``
@@ -500,7 +500,8 @@ def load_cluster(server, hosts, vms, points=10, granularity=60,
     current period. ``host_cpu_pct`` maps a host to a gauge value for
     ``compute.node.cpu.percent``. ``bulk`` writes the resources straight
     into the indexer (:meth:`GnocchiServer.insert_resources`) instead of
-    through the API. Returns the aligned end time (epoch s).
+    through the API. Waits up to ``wait_timeout`` seconds for metricd to
+    process every measure. Returns the aligned end time (epoch s).
     """
     server.create_archive_policy(RATE_POLICY, granularity)
     server.create_archive_policy(GAUGE_POLICY, granularity,
@@ -540,7 +541,7 @@ def load_cluster(server, hosts, vms, points=10, granularity=60,
                 (_utc(t), v) for t, v in zip(stamps[1:],
                                              _per_period(pct, points))]}
     server.post_measures(measures)
-    server.wait_processed()
+    server.wait_processed(timeout=wait_timeout)
     return end
 
 

@@ -12,8 +12,10 @@ test) stitches together:
   cent).
 * :mod:`secmig.hotspot.gnocchi_query` fills an ``Observations`` from
   Gnocchi in a fixed, small number of aggregates API requests, whatever
-  the size of the cloud. It is the only module here that talks to a
-  service.
+  the size of the cloud: host meters first, then the meters of the VMs
+  on the hosts :func:`~secmig.hotspot.detect.screen` picks (every VM
+  when the cloud has no host meters). It is the only module here that
+  talks to a service.
 * :mod:`secmig.hotspot.detect` is pure: given the inventory, the
   observations and :class:`~secmig.hotspot.detect.Thresholds`, it returns
   a :class:`~secmig.hotspot.detect.Report` listing every hotspot

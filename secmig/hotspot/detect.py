@@ -231,6 +231,71 @@ def detect(hosts, vms, observations, thresholds=None):
                   types.MappingProxyType(figures))
 
 
+def screen(hosts, vms, observations, thresholds=None, margin_pct=10.0):
+    """Which hosts need their VMs' meters read, and why: ``{host: why}``.
+
+    ``observations`` holds host-level meters only (the first stage of a
+    two-stage read). ``why`` is a tuple of ``kind:reason`` strings:
+
+    * ``no_host_meter``: the host meter of that kind is missing or stale,
+      so :func:`detect` will sum the VMs' figures, as without host meters;
+    * ``near_threshold``: the host's peak in the window is above the
+      threshold less ``margin_pct`` per cent of it: the host may be a
+      hotspot, and relieving it needs the load of each of its VMs;
+    * ``link_saturated``: the link in that direction reached the
+      saturation level (less the margin) on ``min_points`` points and a
+      VM on the host has an expected bandwidth that way: only the VM's
+      own figures can show a shortfall.
+
+    A host absent from the answer can be judged from its host meters
+    alone: :func:`detect` needs no figure of its VMs (its hotspots need
+    at least ``min_points`` points over a threshold, hence a peak over
+    it, and a shortfall needs a saturated link). Hosts without VMs are
+    left out: there is nothing to read.
+    """
+    th = thresholds or Thresholds()
+    ctx = _Context(observations, th)
+    factor = 1.0 - margin_pct / 100.0
+    by_host = collections.defaultdict(list)
+    for vm in vms:
+        by_host[vm.host].append(vm)
+    wanted = {}
+    for host in sorted(hosts, key=lambda h: h.name):
+        if not by_host[host.name]:
+            continue
+        why = _screen_host(ctx, host, by_host[host.name], factor)
+        if why:
+            wanted[host.name] = tuple(why)
+    return wanted
+
+
+def _screen_host(ctx, host, vms, factor):
+    why = []
+    meters = ctx.obs.host.get(host.name, {})
+    levels = {'cpu_pct': (ctx.th.host_cpu_pct, 1.0),
+              'swap_out': (ctx.th.swap_out_mibps, 1.0)}
+    if host.link_bps:
+        for kind, _, _ in _DIRECTIONS:
+            levels[kind] = (ctx.th.host_net_pct, 100.0 / host.link_bps)
+    for kind in model.HOST_KINDS:
+        clipped = ctx.usable(meters.get(kind), host.name, None, kind,
+                             report=False)
+        if clipped is None:
+            why.append('%s:no_host_meter' % kind)
+            continue
+        if kind not in levels:
+            continue
+        threshold, scale = levels[kind]
+        values = [v for _, v in clipped]
+        if values and max(values) * scale > threshold * factor:
+            why.append('%s:near_threshold' % kind)
+        attr = dict((k, a) for k, a, _ in _DIRECTIONS).get(kind)
+        if (attr and any(getattr(vm, attr) for vm in vms)
+                and _may_saturate(ctx, values, scale, factor)):
+            why.append('%s:link_saturated' % kind)
+    return why
+
+
 def _evaluate_host(ctx, host, vms):
     figures = {}
     for kind in model.HOST_KINDS:
@@ -335,11 +400,15 @@ def _check_shortfall(ctx, host, vm, host_figure, kind, expected, scale,
                      direction):
     """Record a hotspot if ``vm`` gets too little while the link is full."""
     series = ctx.obs.vm.get(vm.id, {}).get(kind)
+    link = dict(host_figure.series)
+    if not _may_saturate(ctx, link.values(), scale):
+        # No VM figure can make a shortfall on a link that never reached
+        # saturation often enough, so none is needed (nor read).
+        return
     clipped = ctx.usable(series, host.name, vm.id, kind,
                          report=host_figure.source == 'host_meter')
     if clipped is None:
         return
-    link = dict(host_figure.series)
     floor = expected * ctx.th.vm_bandwidth_pct / 100.0
     joint = [(t, v, link[t] * scale) for t, v in clipped if t in link]
     flags = [pct >= ctx.th.link_saturated_pct and v < floor
@@ -363,6 +432,18 @@ def _check_shortfall(ctx, host, vm, host_figure, kind, expected, scale,
     severity = expected / mean if mean > 0 else math.inf
     ctx.hotspots.append(Hotspot(VM_BANDWIDTH, host.name, vm.id, severity,
                                 types.MappingProxyType(evidence)))
+
+
+def _may_saturate(ctx, link_values, scale, factor=1.0):
+    """True if the link is saturated at ``min_points`` points or more.
+
+    A necessary condition of a shortfall: its flags need the link at or
+    above ``link_saturated_pct`` on at least ``min_points`` points.
+    ``factor`` (< 1) lowers the bar, for screening with a margin.
+    """
+    bar = ctx.th.link_saturated_pct * factor
+    saturated = sum(1 for v in link_values if v * scale >= bar)
+    return saturated >= ctx.th.min_points
 
 
 def _evidence(ctx, condition, figure, values, threshold, unit, over,

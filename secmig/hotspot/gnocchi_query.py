@@ -1,10 +1,10 @@
-"""Read everything a hotspot audit needs from Gnocchi in five requests.
+"""Read what a hotspot audit needs from Gnocchi in a handful of requests.
 
 :class:`AggregatesReader` takes a gnocchiclient v1 ``Client`` (the one
-Watcher's datasource configuration builds) and sends at most five
-``POST /v1/aggregates`` requests per :meth:`AggregatesReader.fetch`,
-whatever the number of hosts and VMs, each searching resources by id and
-answering for all of them at once:
+Watcher's datasource configuration builds) and sends ``POST
+/v1/aggregates`` requests, each searching resources by id (or host name)
+and answering for all of them at once, whatever the number of hosts and
+VMs. The request kinds are:
 
 1. instance CPU, ``(metric cpu rate:mean)`` (cumulative nanoseconds);
 2. instance swap-out, ``(rateofchange (metric memory.swap.out mean))``
@@ -16,6 +16,14 @@ answering for all of them at once:
 4. host CPU per cent from ``nova_compute`` resources (a gauge), if any;
 5. operator-provided cumulative host meters (network per direction,
    swap-out), if any, through ``rateofchange``.
+
+Gnocchi's cost is per metric read, not per request, so
+:meth:`AggregatesReader.observe` reads in two stages: the host meters of
+every host (requests 4 and 5), then the VM meters (requests 1 to 3) of
+the VMs on the hosts that :func:`secmig.hotspot.detect.screen` picks (a
+host meter missing, a figure near a threshold, a saturated link). With
+no host meter at all every VM is read, as :meth:`AggregatesReader.fetch`
+does. Either way an audit sends at most five requests.
 
 Values are converted to the units of :mod:`secmig.hotspot.model` (per
 second). Like Watcher, the conversion of ``rate:mean`` assumes one sample
@@ -38,6 +46,7 @@ import urllib.parse
 from gnocchiclient import exceptions as gexc
 
 from secmig import exception
+from secmig.hotspot import detect
 from secmig.hotspot import model
 
 LOG = logging.getLogger(__name__)
@@ -109,6 +118,7 @@ class AggregatesReader(object):
     def fetch(self, instance_ids, hosts, window, granularity, now=None):
         """Return the observations of ``instance_ids`` and ``hosts``.
 
+        Every meter of every instance and host, in at most five requests.
         Series cover ``[now - window - granularity, now]``; ``now``
         defaults to the current time (seconds since the epoch).
         """
@@ -116,8 +126,7 @@ class AggregatesReader(object):
         first = self.requests
         ids = sorted(set(instance_ids))
         hosts = sorted(set(hosts))
-        query = {'start': '%.0f' % (now - window - granularity),
-                 'granularity': str(granularity)}
+        query = _query(now, window, granularity)
         vm = {i: {} for i in ids}
         host = {h: {} for h in hosts}
         if ids:
@@ -132,6 +141,57 @@ class AggregatesReader(object):
             meters=self.meters.names(), requests=self.requests - first)
         LOG.debug("Gnocchi: %d instances, %d hosts in %d requests",
                   len(ids), len(hosts), obs.requests)
+        return obs
+
+    def observe(self, hosts, vms, thresholds, margin_pct=10.0, now=None):
+        """Read host meters, then only the VMs that need reading.
+
+        ``hosts`` and ``vms`` are :class:`~secmig.hotspot.model.HostInfo`
+        and :class:`~secmig.hotspot.model.VmInfo` iterables (the
+        inventory); ``thresholds`` a :class:`~secmig.hotspot.detect.
+        Thresholds` (window, granularity, levels). Stage 1 reads every
+        host's host meters (two requests); stage 2 reads the meters of
+        the VMs placed, in the inventory, on the hosts
+        :func:`~secmig.hotspot.detect.screen` returns (three requests,
+        none if no host needs it). If no host has any host meter, every
+        VM is read and ``mode`` is ``instances``; otherwise ``mode`` is
+        ``host_meters`` and ``screened`` maps the hosts read to why.
+        :func:`~secmig.hotspot.detect.detect` gives the same hotspots and
+        gaps over either result.
+        """
+        now = time.time() if now is None else now
+        hosts, vms = list(hosts), list(vms)
+        window, granularity = thresholds.window, thresholds.granularity
+        first = self.requests
+        query = _query(now, window, granularity)
+        names = sorted({h.name for h in hosts})
+        host = {h: {} for h in names}
+        if names:
+            self._hosts(host, names, query, granularity)
+        host = {k: v for k, v in host.items() if v}
+        if host:
+            mode = 'host_meters'
+            stage1 = model.Observations(
+                now=now, window=window, granularity=granularity, host=host,
+                meters=self.meters.names())
+            screened = detect.screen(hosts, vms, stage1, thresholds,
+                                     margin_pct)
+            ids = sorted({v.id for v in vms if v.host in screened})
+        else:
+            mode, screened = 'instances', {}
+            ids = sorted({v.id for v in vms})
+        vm = {i: {} for i in ids}
+        if ids:
+            self._instances(vm, ids, query, granularity)
+            self._interfaces(vm, ids, query, granularity)
+        obs = model.Observations(
+            now=now, window=window, granularity=granularity,
+            vm={k: v for k, v in vm.items() if v}, host=host,
+            meters=self.meters.names(), requests=self.requests - first,
+            mode=mode, screened=screened)
+        LOG.debug("Gnocchi (%s): host meters of %d hosts, meters of %d "
+                  "instances on %d screened hosts, %d requests", mode,
+                  len(host), len(ids), len(screened), obs.requests)
         return obs
 
     # -- one method per request kind ----------------------------------
@@ -241,6 +301,11 @@ class AggregatesReader(object):
             return {}
         return {r['id']: r.get(attribute)
                 for r in answer.get('references', ())}
+
+
+def _query(now, window, granularity):
+    return {'start': '%.0f' % (now - window - granularity),
+            'granularity': str(granularity)}
 
 
 def _description(resp):

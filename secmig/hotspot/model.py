@@ -63,6 +63,11 @@ class Observations:
     cloud has none). ``meters`` maps ``('vm'|'host', kind)`` to the name of
     the metric the series came from, for evidence. ``requests`` is the
     number of HTTP requests spent to collect it.
+
+    ``mode`` says how the VMs were read: ``instances`` (every VM's
+    meters) or ``host_meters`` (host meters first, then the meters of the
+    VMs on the hosts of ``screened`` only, a mapping of host name to the
+    reasons it was read; see :func:`secmig.hotspot.detect.screen`).
     """
 
     now: float
@@ -73,6 +78,17 @@ class Observations:
     meters: typing.Mapping = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({}))
     requests: int = 0
+    mode: str = 'instances'
+    screened: typing.Mapping = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({}))
+
+    def summary(self):
+        """How the data was read, for an audit's evidence and report."""
+        return {'mode': self.mode, 'requests': self.requests,
+                'vms_read': len(self.vm),
+                'hosts_with_host_meters': len(self.host),
+                'hosts_read_per_vm': (None if self.mode == 'instances'
+                                      else len(self.screened))}
 
 
 def _kbps(value, key):

@@ -52,14 +52,23 @@ def _schema_number(description, default, minimum=0, kind='number',
     return entry
 
 
+def _schema_meter(description, default):
+    return {'description': description + ' Empty: not read.',
+            'type': 'string', 'default': default or ''}
+
+
 class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
     """Relieve hotspots with live migrations to eligible hosts only
 
     *Description*
 
-        Reads per-instance meters (and host meters where an operator
-        publishes them) from Gnocchi in at most five aggregates requests,
-        whatever the cluster's size, and finds every hotspot of three
+        Reads Gnocchi in at most five aggregates requests, whatever the
+        cluster's size: host meters first where the cloud publishes them
+        (``compute.node.cpu.percent``, operator host network and swap
+        meters), then per-instance meters only for the VMs on hosts
+        whose host figures are near a threshold, whose link is saturated
+        or whose host meters are missing (every VM without host meters).
+        It finds every hotspot of three
         kinds: a VM that does not get its expected network bandwidth while
         its host's link is saturated; a host whose CPU or network use
         stays above a threshold over the observation window; a host that
@@ -83,6 +92,11 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
           (``instance_network_interface``) to Gnocchi, with an archive
           policy offering ``rate:mean`` and ``mean`` at the audit's
           granularity.
+        * Optional host meters on ``nova_compute`` resources (attribute
+          ``host_name``): ``compute.node.cpu.percent`` (Nova's
+          ``compute_monitors``) and cumulative host network and swap-out
+          meters published by the operator, named by the ``host_*_meter``
+          parameters. They let an audit skip the VMs of quiet hosts.
         * Watcher's ``[gnocchi_client]`` configuration.
         * secmig's configuration (``[watcher_strategies.secmig_hotspot]
           config_file``): the CA certificate and CRL in ``[pki]
@@ -116,6 +130,7 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         self.clock = time.time
         self.report = None
         self.plan = None
+        self.observations = None
         self.requests = 0
 
     @classmethod
@@ -190,6 +205,22 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                                        'integer'),
                 'headroom': n('Points (%) under each threshold a host must '
                               'stay after a move.', 10.0, 0, maximum=99),
+                'host_meter_margin': n(
+                    'Hosts whose host-meter peak is within this share (%) '
+                    'of a threshold get their VMs\' meters read too.',
+                    10.0, 0, maximum=100),
+                'host_cpu_meter': _schema_meter(
+                    'Host CPU use (%) gauge on nova_compute resources.',
+                    gnocchi_query.Meters.host_cpu_pct),
+                'host_net_in_meter': _schema_meter(
+                    'Cumulative bytes received by a host.',
+                    gnocchi_query.Meters.host_net_in),
+                'host_net_out_meter': _schema_meter(
+                    'Cumulative bytes sent by a host.',
+                    gnocchi_query.Meters.host_net_out),
+                'host_swap_out_meter': _schema_meter(
+                    'Cumulative MiB swapped out by a host.',
+                    gnocchi_query.Meters.host_swap_out),
                 'on_missing_data': {
                     'description': 'fail: the audit fails when any figure '
                                    'is missing or stale; report: plan for '
@@ -238,6 +269,14 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             max_per_destination=p('max_migrations_per_destination'),
             cooldown=p('cooldown'), backoff_window=p('backoff_window'),
             backoff_max=p('backoff_max_moves'), headroom_pct=p('headroom'))
+
+    def meters(self):
+        p = self._param
+        return gnocchi_query.Meters(
+            host_cpu_pct=p('host_cpu_meter') or None,
+            host_net_in=p('host_net_in_meter') or None,
+            host_net_out=p('host_net_out_meter') or None,
+            host_swap_out=p('host_swap_out_meter') or None)
 
     def _verdicts(self, conf):
         key = (conf.pki.cert_dir, conf.pki.expiry_margin,
@@ -308,16 +347,20 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
 
     def _observe(self, inv, th, now):
         client = self.gnocchi_client or self.osc.gnocchi()
-        reader = gnocchi_query.AggregatesReader(client)
+        reader = gnocchi_query.AggregatesReader(client, self.meters())
         try:
-            obs = reader.fetch([vm.id for vm in inv.vms],
-                               [h.name for h in inv.hosts], th.window,
-                               th.granularity, now=now)
+            obs = reader.observe(inv.hosts, inv.vms, th,
+                                 self._param('host_meter_margin'), now=now)
         except gnocchi_query.GnocchiQueryError as e:
             self.requests = reader.requests
             LOG.error("secmig: %s", e)
             raise HotspotAuditError(secmig_code=e.code, reason=str(e))
         self.requests = obs.requests
+        self.observations = obs
+        LOG.info("secmig: Gnocchi read in %s mode: %d requests, %d "
+                 "instances read, %s", obs.mode, obs.requests, len(obs.vm),
+                 'every host' if obs.mode == 'instances' else
+                 '%d host(s) read per VM' % len(obs.screened))
         return obs
 
     def _check_data(self, report, inv):
@@ -349,9 +392,15 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                 code='model_error')
         LOG.info("secmig: migrate %s from %s to %s (%s)", move.instance,
                  move.source, move.destination, move.condition)
+        obs = self.observations
+        data = {'mode': obs.mode, 'requests': obs.requests}
+        if obs.mode != 'instances':
+            data['source_read_because'] = list(
+                obs.screened.get(move.source, ()))
         self.solution.add_action(
             action_type='nop', input_parameters={'message': json.dumps(
-                dict(move.as_dict(), secmig='evidence'), sort_keys=True)})
+                dict(move.as_dict(), secmig='evidence', data=data),
+                sort_keys=True)})
         self.add_action_migrate(instance, 'live', source, destination)
         self.instance_migrations_count += 1
 
@@ -373,6 +422,7 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             'skipped_total': len(plan.skipped),
             'gaps': [g.as_dict() for g in report.gaps[:REPORT_LIMIT]],
             'gaps_total': len(report.gaps),
+            'data': self.observations.summary(),
         }
         self.solution.add_action(
             action_type='nop',

@@ -153,3 +153,99 @@ def observations(server, hosts, vms, now, window, granularity):
     reader = gnocchi_query.AggregatesReader(server.client())
     return reader.fetch([v.id for v in vms], hosts, window, granularity,
                         now=now)
+
+
+#: Host meters as secmig reads them by default: Nova's CPU monitor, and
+#: the names of operator-provided cumulative network and swap meters.
+HOST_METERS = {'cpu_pct': 'compute.node.cpu.percent',
+               'net_in': 'host.network.incoming.bytes',
+               'net_out': 'host.network.outgoing.bytes',
+               'swap_out': 'host.memory.swap.out'}
+HOST_RATE_POLICY = 'secmig-test-host-rate'
+HOST_GAUGE_POLICY = 'secmig-test-host-gauge'
+
+
+def host_figures(vms, cpus, kinds=tuple(HOST_METERS)):
+    """What a host's own meters would report: the sums of its SimVms.
+
+    Returns ``{host: {kind: value}}`` in the units of
+    :mod:`secmig.hotspot.model` (CPU in per cent of ``cpus``). SimVm
+    rates must be constants.
+    """
+    sums = {}
+    for v in vms:
+        if not v.measured:
+            continue
+        host = sums.setdefault(v.host, dict.fromkeys(kinds, 0.0))
+        loads = {'cpu_pct': v.cpu * 100.0 / cpus, 'net_in': v.net_in,
+                 'net_out': v.net_out, 'swap_out': v.swap_out}
+        for kind in kinds:
+            host[kind] += float(loads[kind])
+    return sums
+
+
+def load_host_meters(server, figures, end, points, granularity):
+    """Create ``nova_compute`` resources with host meters, and samples.
+
+    ``figures`` maps a host to ``{kind: value}`` (see
+    :func:`host_figures`); a kind a host lacks gets no metric (a missing
+    host meter). ``cpu_pct`` is a gauge, one point per period; the others
+    are cumulative counters (bytes, MiB) with ``points + 1`` samples, as
+    :func:`tests.gnocchi_fixture.load_cluster` writes the VMs' meters,
+    ending at ``end``. Load the VMs with ``load_cluster(server, [], ...)``
+    so that these are the only ``nova_compute`` resources.
+    """
+    server.create_archive_policy(HOST_RATE_POLICY, granularity)
+    server.create_archive_policy(HOST_GAUGE_POLICY, granularity,
+                                 methods=('mean',))
+    stamps = [end - granularity * (points + 1 - k)
+              for k in range(points + 1)]
+    resources, measures = [], {}
+    for host, kinds in sorted(figures.items()):
+        metrics, samples = {}, {}
+        for kind, value in kinds.items():
+            name = HOST_METERS[kind]
+            if kind == 'cpu_pct':
+                metrics[name] = {'archive_policy_name': HOST_GAUGE_POLICY}
+                samples[name] = [(_utc(t), value) for t in stamps[1:]]
+            else:
+                metrics[name] = {'archive_policy_name': HOST_RATE_POLICY}
+                samples[name] = [(_utc(t), value * granularity * k)
+                                 for k, t in enumerate(stamps)]
+        resource = server.add_host(host, metrics)
+        resources.append(resource)
+        if samples:
+            measures[resource['id']] = samples
+    server.insert_resources('nova_compute', resources)
+    server.post_measures(measures)
+    server.wait_processed(timeout=600)
+
+
+def _utc(epoch):
+    import datetime
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+
+
+class RecordingClient(object):
+    """A real gnocchiclient whose aggregates requests are recorded.
+
+    ``bodies`` lists the JSON body of every ``api.post`` sent, so a test
+    can check which resources each request searched.
+    """
+
+    def __init__(self, session):
+        from gnocchiclient.v1 import client as gclient
+        self.client = gclient.Client(session=session)
+        self.bodies = []
+        post = self.client.api.post
+
+        def recorded(url, **kwargs):
+            self.bodies.append(kwargs.get('json'))
+            return post(url, **kwargs)
+
+        self.client.api.post = recorded
+
+    def searched(self, resource_type):
+        """The ids searched in requests on ``resource_type``, per request."""
+        return [sorted(next(iter(b['search']['in'].values())))
+                for b in self.bodies if b['resource_type'] == resource_type]

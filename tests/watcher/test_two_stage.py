@@ -1,0 +1,194 @@
+"""Two-stage reads: host meters first, then only the VMs that matter.
+
+One real Gnocchi holds two copies of the same loads: cluster ``m-`` with
+host meters on every host (``compute.node.cpu.percent`` and the
+operator's host network and swap meters; ``m-gap`` lacks its outbound
+network meter), cluster ``p-`` without any host meter. The audits must
+find the same hotspots in both, read only the VMs of the hosts that need
+it in ``m-``, and every VM in ``p-``.
+"""
+
+import uuid
+
+from tests.watcher import strategy_util as su  # noqa: I100 (first)
+
+from secmig.hotspot import detect
+from secmig.hotspot import model
+from tests import gnocchi_fixture as gf
+
+G = 60
+POINTS = 10
+MB = 1e6
+CPUS = 4
+PARAMS = dict(window=POINTS * G, granularity=G, stale_after=3 * G,
+              min_points=3, link_gbps=1.0)
+EXPECT_50MB = {'secmig:expected_bandwidth': str(50 * MB / 1024)}
+
+#: name: (host suffix, SimVm rates, metadata)
+LOADS = {
+    'cpu1': ('cpu', dict(cpu=1.8), None),
+    'cpu2': ('cpu', dict(cpu=1.8), None),
+    'victim': ('net', dict(net_in=10 * MB), EXPECT_50MB),
+    'hog1': ('net', dict(net_in=55 * MB), None),
+    'hog2': ('net', dict(net_in=55 * MB), None),
+    'swap1': ('swap', dict(swap_out=0.7), None),
+    'swap2': ('swap', dict(swap_out=0.6), None),
+    'gap1': ('gap', dict(cpu=0.2, net_out=1 * MB), None),
+    'cool0': ('cool0', dict(cpu=0.2, net_in=1 * MB), None),
+    'cool1': ('cool1', dict(cpu=0.2, net_in=1 * MB), None),
+    'cool2': ('cool2', dict(cpu=0.2, net_in=1 * MB), None),
+    'cool3': ('cool3', dict(cpu=0.2, net_in=1 * MB), None),
+    'cool4': ('cool3', dict(cpu=0.3, net_in=2 * MB), None),
+}
+
+
+class TestTwoStageRead(gf.GnocchiTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.site = su.Site()
+        cls.addClassCleanup(cls.site.cleanup)
+        cls.vms = {}
+        for prefix in ('m-', 'p-'):
+            for name, (host, rates, meta) in LOADS.items():
+                sim = gf.SimVm(str(uuid.uuid4()), prefix + host, **rates)
+                if meta:
+                    sim.metadata = meta
+                cls.vms[prefix + name] = sim
+        sims = list(cls.vms.values())
+        hosts = sorted({s.host for s in sims})
+        cls.site.enroll(*hosts)
+        # nova_compute resources come from load_host_meters only
+        cls.end = gf.load_cluster(cls.gnocchi, [], sims, points=POINTS,
+                                  granularity=G)
+        figures = su.host_figures(
+            [s for s in sims if s.host.startswith('m-')], CPUS)
+        del figures['m-gap']['net_out']
+        figures.update({h: {} for h in hosts if h.startswith('p-')})
+        su.load_host_meters(cls.gnocchi, figures, cls.end, POINTS, G)
+        cls.now = cls.end + 5
+
+    def audit(self, prefix):
+        sims = [s for s in self.vms.values() if s.host.startswith(prefix)]
+        hosts = sorted({s.host for s in sims})
+        recorder = su.RecordingClient(self.gnocchi.session())
+        strategy = su.make_strategy(
+            self.site, su.build_model(hosts, sims, node_vcpus=CPUS),
+            recorder.client, self.now, **PARAMS)
+        with self.gnocchi.counting() as served:
+            solution = strategy.execute()
+        return strategy, solution, recorder, served['requests']
+
+    def ids_on(self, *hosts):
+        return sorted(s.id for s in self.vms.values() if s.host in hosts)
+
+    def found(self, strategy, prefix):
+        """Hotspots as (condition, host, VM name, direction), unprefixed."""
+        names = {s.id: n[len(prefix):] for n, s in self.vms.items()}
+        return sorted((h.condition, h.host[len(prefix):],
+                       names.get(h.instance), h.evidence.get('direction'))
+                      for h in strategy.report.hotspots)
+
+    def test_host_meters_limit_the_vms_read(self):
+        strategy, solution, recorder, served = self.audit('m-')
+        obs = strategy.observations
+        # Then two host requests, three for the VMs of the screened hosts
+        self.assertEqual('host_meters', obs.mode)
+        self.assertEqual(5, served)
+        self.assertEqual(5, strategy.requests)
+        self.assertEqual({'m-cpu': ('cpu_pct:near_threshold',),
+                          'm-net': ('net_in:near_threshold',
+                                    'net_in:link_saturated'),
+                          'm-swap': ('swap_out:near_threshold',),
+                          'm-gap': ('net_out:no_host_meter',)},
+                         dict(obs.screened))
+        wanted = self.ids_on('m-cpu', 'm-net', 'm-swap', 'm-gap')
+        self.assertEqual([wanted, wanted], recorder.searched('instance'))
+        self.assertEqual([wanted], recorder.searched(
+            'instance_network_interface'))
+        self.assertEqual(sorted(wanted), sorted(obs.vm))
+        self.assertEqual(2, len(recorder.searched('nova_compute')))
+        # and every hotspot is found, from the host meters
+        self.assertEqual([
+            ('host_cpu', 'cpu', None, None),
+            ('host_network', 'net', None, 'in'),
+            ('host_swap', 'swap', None, None),
+            ('vm_bandwidth_shortfall', 'net', 'victim', 'in'),
+        ], self.found(strategy, 'm-'))
+        sources = {h.evidence.get('source', h.evidence.get('host_source'))
+                   for h in strategy.report.hotspots}
+        self.assertEqual({'host_meter'}, sources)
+        self.assertTrue(strategy.report.complete,
+                        [g.as_dict() for g in strategy.report.gaps])
+        # and relieved in one audit, the mode in each move's evidence
+        plain = su.actions(solution)
+        self.assertEqual(['nop', 'migrate'] * 4,
+                         [a['action_type'] for a in plain])
+        for evidence in plain[::2]:
+            message = evidence['input_parameters']['message']
+            self.assertEqual('host_meters', message['data']['mode'])
+            self.assertEqual(list(obs.screened[message['source']]),
+                             message['data']['source_read_because'])
+
+    def test_missing_host_meter_falls_back_to_the_vm_sums(self):
+        strategy, _, _, _ = self.audit('m-')
+        gap = strategy.report.figures['m-gap']
+        self.assertEqual('instances', gap['net_out'].source)
+        self.assertEqual(['m-gap1'], [
+            n for n, s in self.vms.items() if s.id in gap['net_out'].members])
+        self.assertEqual('host_meter', gap['net_in'].source)
+        self.assertAlmostEqual(1 * MB, gap['net_out'].mean, places=3)
+
+    def test_without_host_meters_every_vm_is_read_as_before(self):
+        strategy, solution, recorder, served = self.audit('p-')
+        obs = strategy.observations
+        self.assertEqual('instances', obs.mode)
+        self.assertEqual({}, dict(obs.screened))
+        everyone = self.ids_on(*{s.host for n, s in self.vms.items()
+                                 if n.startswith('p-')})
+        self.assertEqual([everyone, everyone], recorder.searched('instance'))
+        self.assertEqual(5, served)
+        # the same hotspots as the cluster with host meters
+        self.assertEqual(self.found(self.audit('m-')[0], 'm-'),
+                         self.found(strategy, 'p-'))
+        # and the same report as reading everything in one pass
+        sims = [s for s in self.vms.values() if s.host.startswith('p-')]
+        hosts = sorted({s.host for s in sims})
+        full = su.observations(self.gnocchi, hosts, sims, self.now,
+                               POINTS * G, G)
+        infos = [model.HostInfo(h, CPUS, 125e6) for h in hosts]
+        expected = {self.vms['p-victim'].id: 50 * MB}
+        vms = [model.VmInfo(s.id, s.host, expected_in=expected.get(s.id),
+                            expected_out=expected.get(s.id)) for s in sims]
+        before = detect.detect(infos, vms, full, strategy.thresholds())
+        self.assertEqual(before.hotspots, strategy.report.hotspots)
+        self.assertEqual(before.gaps, strategy.report.gaps)
+        self.assertEqual(4, len(su.migrations(solution)))
+
+    def test_gnocchi_stopped_between_the_stages_fails_the_audit(self):
+        from secmig.watcher import strategy as strategy_mod
+        self.restart_api_at_end()
+        sims = [s for s in self.vms.values() if s.host.startswith('m-')]
+        recorder = su.RecordingClient(self.gnocchi.session())
+        post = recorder.client.api.post
+
+        def stop_after_stage_one(url, **kwargs):
+            answer = post(url, **kwargs)
+            if len(recorder.bodies) == 2:
+                self.gnocchi.stop_api()
+            return answer
+
+        recorder.client.api.post = stop_after_stage_one
+        strategy = su.make_strategy(
+            self.site, su.build_model(sorted({s.host for s in sims}), sims,
+                                      node_vcpus=CPUS),
+            recorder.client, self.now, **PARAMS)
+        with self.assertRaises(strategy_mod.HotspotAuditError) as cm:
+            strategy.execute()
+        self.assertEqual('gnocchi_unreachable',
+                         cm.exception.kwargs['secmig_code'])
+        # the host meters were read; the first VM request failed
+        self.assertEqual(['nova_compute', 'nova_compute'],
+                         [b['resource_type'] for b in recorder.bodies[:2]])
+        self.assertEqual(3, strategy.requests)
