@@ -88,13 +88,7 @@ def run(spec):
     strategy.clock = lambda: spec['now']
     strategy.gnocchi_client = metric_client(spec['metrics'])
     solution = strategy.execute()
-    actions = []
-    for action in solution.actions:
-        params = dict(action['input_parameters'])
-        if action['action_type'] == 'nop':
-            params['message'] = json.loads(params['message'])
-        actions.append({'action_type': action['action_type'],
-                        'input_parameters': params})
+    actions = strategy_mod.plain_actions(solution)
     hotspots = [{'host': h.host, 'condition': h.condition}
                 for h in getattr(strategy.report, 'hotspots', ())]
     return {'actions': actions, 'requests': strategy.requests,

@@ -434,3 +434,15 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         self.solution.set_efficacy_indicators(
             instance_migrations_count=self.instance_migrations_count,
             instances_count=len(self.compute_model.get_all_instances()))
+
+
+def plain_actions(solution):
+    """A solution's actions as plain dicts, ``nop`` evidence decoded."""
+    plain = []
+    for action in solution.actions:
+        params = dict(action['input_parameters'])
+        if action['action_type'] == 'nop':
+            params['message'] = json.loads(params['message'])
+        plain.append({'action_type': action['action_type'],
+                      'input_parameters': params})
+    return plain

@@ -129,15 +129,7 @@ def make_strategy(site, compute_model, client, now, history=None,
 
 def actions(solution):
     """The solution's actions as plain dicts, evidence decoded."""
-    import json
-    plain = []
-    for action in solution.actions:
-        params = dict(action['input_parameters'])
-        if action['action_type'] == 'nop':
-            params['message'] = json.loads(params['message'])
-        plain.append({'action_type': action['action_type'],
-                      'input_parameters': params})
-    return plain
+    return strategy_mod.plain_actions(solution)
 
 
 def migrations(solution):
