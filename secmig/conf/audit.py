@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from secmig.conf import groups
+
 audit_group = cfg.OptGroup(
     'audit',
     title='Audit trail options',
@@ -62,8 +64,7 @@ audit_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(audit_group)
-    conf.register_opts(audit_opts, group=audit_group)
+    groups.register(conf, audit_group, audit_opts)
 
 
 def list_opts():

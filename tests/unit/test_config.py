@@ -19,6 +19,21 @@ class ConfigTest(unittest.TestCase):
         listed = {group.name for group, _ in opts.list_opts()}
         self.assertEqual({'pki', 'auth', 'policy', 'audit', 'watcher'}, listed)
 
+    def test_overrides_stay_in_their_own_configuration(self):
+        # oslo.config copies registered groups shallowly: a shared group
+        # object would carry one ConfigOpts' overrides into another.
+        for group, opts_ in opts.list_opts():
+            first, second = secmig_conf.new_conf(), secmig_conf.new_conf()
+            opt = opts_[0]
+            value = {'string value': 'x',
+                     'integer value': 7}.get(opt.type.type_name)
+            if value is None:
+                continue
+            first.set_override(opt.name, value, group=group.name)
+            self.assertEqual(value, first[group.name][opt.name])
+            self.assertEqual(opt.default, second[group.name][opt.name],
+                             group.name)
+
     def test_defaults_follow_libvirt_layout(self):
         conf = secmig_conf.new_conf()
         self.assertEqual('/etc/pki/qemu', conf.pki.cert_dir)
