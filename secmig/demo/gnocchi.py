@@ -117,8 +117,11 @@ class GnocchiServer(object):
     """One Gnocchi (API + metricd) over its own database and directory."""
 
     def __init__(self, processing_delay=1, sacks=8, metricd_workers=1,
-                 parallel_operations=1):
+                 parallel_operations=1, api_processes=None):
         self.processing_delay = processing_delay
+        # Like gnocchi-api, which starts uwsgi with 1.5 processes per CPU.
+        self.api_processes = api_processes or max(
+            1, (os.cpu_count() or 1) * 3 // 2)
         # Gnocchi's thread pool (one thread per metric read) costs more
         # than it saves with the file driver on a small machine: an
         # aggregates request over 500 metrics took 1.7 s with 2 threads
@@ -225,7 +228,8 @@ class GnocchiServer(object):
             os.unlink(portfile)
         cmd = [sys.executable, '-m', 'secmig.demo.gnocchi', 'serve',
                self._path('gnocchi.conf'), portfile,
-               self._path('access.log'), str(self.port or 0)]
+               self._path('access.log'), str(self.port or 0),
+               str(self.api_processes)]
         self.api = self._spawn(cmd, 'api.log')
         deadline = time.monotonic() + timeout
         while not os.path.exists(portfile):
@@ -602,10 +606,41 @@ def _iso(ts):
 
 # -- the API child process ----------------------------------------------------
 
-def serve(config, portfile, accesslog, port):
-    """Serve the Gnocchi API until SIGTERM (runs in the child process)."""
+def serve(config, portfile, accesslog, port, processes=1):
+    """Serve the Gnocchi API until SIGTERM (runs in the child process).
+
+    ``processes`` processes accept on one listening socket, each with its
+    own application and database connections (forked before either
+    exists), one request at a time; a single process answers with a
+    thread per request. Every process of the group ends on SIGTERM.
+    """
     import socketserver
     from wsgiref import simple_server
+
+    class Handler(simple_server.WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Server(simple_server.WSGIServer):
+        allow_reuse_address = True
+
+    class ThreadingServer(socketserver.ThreadingMixIn, Server):
+        daemon_threads = True
+
+    # Several processes each answer one request at a time, so that a
+    # busy process leaves the next connection to an idle one (threads in
+    # one process would share its interpreter lock).
+    httpd = simple_server.make_server(
+        '127.0.0.1', port, None, handler_class=Handler,
+        server_class=ThreadingServer if processes == 1 else Server)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    children = []  # in the parent; None in a child
+    for _ in range(processes - 1):
+        pid = os.fork()
+        if pid == 0:
+            children = None
+            break
+        children.append(pid)
 
     from gnocchi.rest import app
     from gnocchi import service
@@ -617,32 +652,36 @@ def serve(config, portfile, accesslog, port):
 
     def counted(environ, start_response):
         # Logged before the answer is sent, so that a client that got its
-        # answer always finds its request in the log.
+        # answer always finds its request in the log. One short write to
+        # a file opened for appending: the processes' lines do not mix.
         log.write(json.dumps([environ['REQUEST_METHOD'],
                               environ.get('PATH_INFO', '')]) + '\n')
         return application(environ, start_response)
 
-    class Handler(simple_server.WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-    httpd = simple_server.make_server('127.0.0.1', port, counted,
-                                      server_class=Server,
-                                      handler_class=Handler)
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    httpd.set_app(counted)
+    if children is None:
+        httpd.serve_forever()
+        return
     tmp = portfile + '.tmp'
     with open(tmp, 'w') as f:
         f.write(str(httpd.server_port))
     os.rename(tmp, portfile)
-    httpd.serve_forever()
+    try:
+        httpd.serve_forever()
+    finally:
+        # The parent ends last, so that once it is reaped no process
+        # holds the port any more.
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 if __name__ == '__main__':
-    if len(sys.argv) != 6 or sys.argv[1] != 'serve':
-        sys.exit('usage: %s serve CONFIG PORTFILE ACCESSLOG PORT'
+    if len(sys.argv) != 7 or sys.argv[1] != 'serve':
+        sys.exit('usage: %s serve CONFIG PORTFILE ACCESSLOG PORT PROCESSES'
                  % sys.argv[0])
-    serve(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    serve(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]),
+          int(sys.argv[6]))

@@ -6,14 +6,14 @@ meters (:class:`secmig.demo.gnocchi.SimVm`). They go to a real Gnocchi
 else to :class:`EmbeddedMetricStore`: **embedded, not Gnocchi**, an
 in-memory store that answers the ``POST /v1/aggregates`` requests
 :class:`secmig.hotspot.gnocchi_query.AggregatesReader` sends (the same
-URL, body and answer layout), computing ``mean``, ``rate:mean`` and
-``rateofchange`` over the same Ceilometer samples. It implements only
-those requests.
+URL, body and answer layout), computing ``mean`` and ``rate:mean`` over
+the same Ceilometer samples. It implements only those requests.
 """
 
 import collections
 import datetime
 import re
+import threading
 import urllib.parse
 
 from secmig.demo import gnocchi
@@ -66,6 +66,7 @@ class EmbeddedMetricStore:
         #: resource id -> (type, attributes, {metric: [(epoch, value)]})
         self.resources = {}
         self.requests = 0
+        self._lock = threading.Lock()
 
     def client(self):
         api = _Api(self)
@@ -103,14 +104,15 @@ class EmbeddedMetricStore:
     # -- the aggregates API ---------------------------------------------
 
     def aggregates(self, url, body):
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(url).query))
         start = float(query['start'])
         granularity = float(query['granularity'])
         (attribute, wanted), = body['search']['in'].items()
         wanted = set(wanted)
         try:
-            rateofchange, series = _parse(body['operations'])
+            series = _parse(body['operations'])
         except ValueError as e:
             return _Response(400, {'description': str(e)})
         measures, references = {}, []
@@ -123,11 +125,10 @@ class EmbeddedMetricStore:
                 if name not in metrics:
                     continue
                 points = _aggregate(metrics[name], aggregation, granularity)
-                if rateofchange:
-                    points = _rate(points)
+                # Like Gnocchi, from the period that holds ``start``.
                 out.setdefault(name, {})[aggregation] = [
                     (_iso(t), granularity, v) for t, v in points
-                    if t >= start]
+                    if t + granularity > start]
             if out:
                 measures[rid] = out
                 references.append(attrs)
@@ -142,23 +143,15 @@ class EmbeddedMetricStore:
 
 
 def _parse(operations):
-    """``(rateofchange, [(metric, aggregation)])`` of the reader's forms.
+    """``[(metric, aggregation)]`` of the reader's one form.
 
-    ``(metric NAME AGG)``, ``(metric (NAME AGG) ...)``, each optionally
-    wrapped in ``(rateofchange ...)``.
+    ``(metric (NAME AGG) ...)``.
     """
     text = operations.strip()
-    rateofchange = False
-    wrapped = re.fullmatch(r'\(rateofchange\s+(.*)\)', text)
-    if wrapped:
-        rateofchange, text = True, wrapped.group(1).strip()
-    single = re.fullmatch(r'\(metric\s+([^\s()]+)\s+([^\s()]+)\)', text)
-    if single:
-        return rateofchange, [single.groups()]
     many = re.fullmatch(r'\(metric\s+((?:\([^()]+\)\s*)+)\)', text)
     if many:
-        return rateofchange, [tuple(p.split()) for p in
-                              re.findall(r'\(([^()]+)\)', many.group(1))]
+        return [tuple(p.split()) for p in
+                re.findall(r'\(([^()]+)\)', many.group(1))]
     raise ValueError('operations not served by the embedded store: %s'
                      % operations)
 

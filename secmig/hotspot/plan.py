@@ -37,8 +37,10 @@ the policy decision); every hotspot that cannot be fully relieved is an
 reason; every VM set aside is a :class:`Skipped` entry.
 """
 
+import bisect
 import collections
 import dataclasses
+import heapq
 import math
 import typing
 
@@ -48,6 +50,8 @@ from secmig.hotspot import detect
 #: Kinds of load a move carries, in threshold units per host.
 LOAD_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out')
 _NET = {'in': 'net_in', 'out': 'net_out'}
+#: Kinds whose projected share of their limit ranks destinations.
+_SCORED = ('cpu_pct', 'net_in', 'net_out')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +221,16 @@ class _Planner(object):
         self.moves, self.unresolved, self.skipped = [], [], []
         self._skipped_ids = set()
         self._load_cache = {}
+        self._current = {name: self._shares(name) for name in self.hosts}
+        self._orders = {
+            kind: sorted((shares[i], name)
+                         for name, shares in self._current.items())
+            for i, kind in enumerate(_SCORED)}
+        # One host per (vCPUs, link) shape: what a VM adds depends on
+        # nothing else. Hosts without vCPUs never fit.
+        self._shapes = list({(h.cpus, h.link_bps): name
+                             for name, h in self.hosts.items()
+                             if h.cpus}.values())
 
     # -- loads -------------------------------------------------------------
 
@@ -258,33 +272,91 @@ class _Planner(object):
     # -- destinations --------------------------------------------------------
 
     def destination_for(self, vm_id, source, load, extra=None):
-        """Best destination for a VM, or ``(None, refusal counts)``.
+        """Best destination for a VM, or ``(None, None, refusal counts)``.
 
         ``extra`` overrides the VM's load of some kinds at the
-        destination (a starved VM brings its expected bandwidth).
+        destination (a starved VM brings its expected bandwidth). A host
+        fits if :meth:`_unfit` finds nothing against it; its score is its
+        highest projected share of a limit (:data:`_SCORED` kinds). The
+        fit hosts are asked for eligibility from the lowest score up
+        (ties by name), and the first eligible one wins. The refusal
+        counts cover every host, and are complete only when no host is
+        found.
+
+        The hosts are not all scored: they are walked in the three
+        orders of their current share of each limit at once (Fagin's
+        threshold algorithm). A host not reached yet has, in every kind,
+        at least the share last reached in that kind's order, and the VM
+        adds at least its smallest share on any host; a fit host scoring
+        below that bound comes before every host not reached, so the
+        walk usually ends after a few hosts.
         """
         cand = self.candidates.get(vm_id) or Candidate(vm_id)
         refusals = collections.Counter()
-        scored = []
-        for name in self.hosts:
-            if name == source:
-                continue
-            code = self._unfit(name, cand, load, extra)
-            if code:
-                refusals[code] += 1
-                continue
+        least = self._least_shares(load, extra)
+        walks = [iter(self._orders[k]) for k in _SCORED]
+        reached, seen, fit = [0.0] * len(walks), set(), []
+        while True:
+            done = True
+            for i, walk in enumerate(walks):
+                share, name = next(walk, (math.inf, None))
+                reached[i] = share
+                if name is None:
+                    continue
+                done = False
+                if name in seen:
+                    continue
+                seen.add(name)
+                if name == source:
+                    continue
+                code = self._unfit(name, cand, load, extra)
+                if code:
+                    refusals[code] += 1
+                    continue
+                add = dict(self.as_host(load, name), **(extra or {}))
+                heapq.heappush(fit, (max(
+                    (self.level[name].get(k, 0.0) + add[k])
+                    / self.limit(name, k) for k in _SCORED), name))
+            bound = math.inf if done else max(
+                r + a for r, a in zip(reached, least))
+            while fit and fit[0][0] < bound:
+                name = heapq.heappop(fit)[1]
+                decision = self.eligible(vm_id, source, name)
+                if decision:
+                    return name, decision, refusals
+                refusals[decision.code] += 1
+            if done:
+                return None, None, refusals
+
+    def _least_shares(self, load, extra):
+        """Per scored kind, the smallest share of a limit the VM adds."""
+        least = [math.inf] * len(_SCORED)
+        for name in self._shapes:
             add = dict(self.as_host(load, name), **(extra or {}))
-            score = max(
-                (self.level[name].get(k, 0.0) + add[k]) / self.limit(name, k)
-                for k in ('cpu_pct', 'net_in', 'net_out'))
-            scored.append((score, name))
-        scored.sort()
-        for score, name in scored:
-            decision = self.eligible(vm_id, source, name)
-            if decision:
-                return name, decision, refusals
-            refusals[decision.code] += 1
-        return None, None, refusals
+            for i, kind in enumerate(_SCORED):
+                limit = self.limit(name, kind)
+                if limit > 0:
+                    least[i] = min(least[i], add[kind] / limit)
+        return least
+
+    def _shares(self, name):
+        """A host's current share of each scored limit (inf: unusable)."""
+        level = self.level.get(name)
+        limits = [self.limit(name, k) for k in _SCORED]
+        if level is None or min(limits) <= 0:
+            return (math.inf,) * len(_SCORED)
+        return tuple(level.get(k, 0.0) / lim
+                     for k, lim in zip(_SCORED, limits))
+
+    def _reorder(self, *names):
+        """Keep the orders of shares sorted after ``names``' loads changed."""
+        for name in names:
+            new = self._shares(name)
+            for kind, old, share in zip(_SCORED, self._current[name], new):
+                order = self._orders[kind]
+                del order[bisect.bisect_left(order, (old, name))]
+                bisect.insort(order, (share, name))
+            self._current[name] = new
 
     def _unfit(self, name, cand, load, extra):
         if name in self.hot:
@@ -302,7 +374,7 @@ class _Planner(object):
         level = self.level[name]
         if level.get('swap_out', 0.0) >= self.th.swap_out_mibps:
             return 'would_overload'
-        for kind in ('cpu_pct', 'net_in', 'net_out'):
+        for kind in _SCORED:
             if level.get(kind, 0.0) + add[kind] >= self.limit(name, kind):
                 return 'would_overload'
         return None
@@ -342,6 +414,7 @@ class _Planner(object):
         self.free[source] = self.free.get(source, Resources()).minus(
             needs, -1)
         self.free[destination] = self.free[destination].minus(needs)
+        self._reorder(source, destination)
         self.out[source] += 1
         self.into[destination] += 1
         self.moved[vm_id] = destination
@@ -415,9 +488,9 @@ class _Planner(object):
             load = self.vm_load(vm_id)
             destination, decision, why = self.destination_for(vm_id, host,
                                                               load)
-            refusals.update(why)
             if destination:
                 return vm_id, destination, decision, load
+            refusals.update(why)
         return None
 
     def _stuck(self, hotspot, host, refusals):

@@ -1,0 +1,150 @@
+"""The planner's destination search equals scoring every host.
+
+:meth:`secmig.hotspot.plan._Planner.destination_for` stops early (a
+threshold walk over the hosts' loads). The oracle here scores every
+host and sorts, as a reader would write it; on random clusters with
+hosts of several sizes and link speeds, refusing policies and tight
+limits, both must plan the same moves and leave the same hotspots.
+"""
+
+import collections
+import unittest
+from unittest import mock
+
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from secmig.decision import Decision
+from secmig.hotspot import detect
+from secmig.hotspot import model
+from secmig.hotspot import plan
+
+G = 60
+NOW = 100000.0
+TH = detect.Thresholds(window=10 * G, granularity=G, stale_after=3 * G,
+                       min_points=3)
+
+
+class ExhaustivePlanner(plan._Planner):
+    """The oracle: score every fit host, try them in sorted order."""
+
+    def destination_for(self, vm_id, source, load, extra=None):
+        cand = self.candidates.get(vm_id) or plan.Candidate(vm_id)
+        refusals = collections.Counter()
+        scored = []
+        for name in self.hosts:
+            if name == source:
+                continue
+            code = self._unfit(name, cand, load, extra)
+            if code:
+                refusals[code] += 1
+                continue
+            add = dict(self.as_host(load, name), **(extra or {}))
+            scored.append((max(
+                (self.level[name].get(k, 0.0) + add[k]) / self.limit(name, k)
+                for k in ('cpu_pct', 'net_in', 'net_out')), name))
+        for _, name in sorted(scored):
+            decision = self.eligible(vm_id, source, name)
+            if decision:
+                return name, decision, refusals
+            refusals[decision.code] += 1
+        return None, None, refusals
+
+
+def flat(value):
+    return tuple((NOW - G * k, float(value)) for k in range(10, 0, -1))
+
+
+host_shapes = st.tuples(st.sampled_from([2, 4, 8, 16]),
+                        st.sampled_from([125e6, 1.25e9]),
+                        st.integers(0, 6), st.booleans())
+vm_loads = st.tuples(st.floats(0, 3), st.floats(0, 120e6),
+                     st.floats(0, 120e6), st.sampled_from([0.0, 0.0, 0.8]),
+                     st.sampled_from([None, None, 60e6]))
+
+
+@st.composite
+def clusters(draw):
+    shapes = draw(st.lists(host_shapes, min_size=2, max_size=14))
+    hosts, vms, data, free, candidates, refused = [], [], {}, {}, {}, {}
+    for i, (cpus, link, free_vcpus, refuse) in enumerate(shapes):
+        name = 'h%02d' % i
+        hosts.append(model.HostInfo(name, cpus, link))
+        free[name] = plan.Resources(free_vcpus, 8192, 100)
+        if refuse:
+            refused[name] = 'insufficient_clearance'
+        for j, (cpu, net_in, net_out, swap, expected) in enumerate(
+                draw(st.lists(vm_loads, max_size=5))):
+            vm_id = '%s-vm%d' % (name, j)
+            vms.append(model.VmInfo(vm_id, name, expected_in=expected))
+            data[vm_id] = {'cpu': flat(cpu), 'net_in': flat(net_in),
+                           'net_out': flat(net_out), 'swap_out': flat(swap)}
+            candidates[vm_id] = plan.Candidate(
+                vm_id, plan.Resources(1, 1024, 10))
+    limits = plan.Limits(max_migrations=draw(st.integers(1, 12)),
+                         max_per_source=draw(st.integers(1, 4)),
+                         max_per_destination=draw(st.integers(1, 3)))
+    return hosts, vms, data, free, candidates, refused, limits
+
+
+def run(planner_class, cluster):
+    hosts, vms, data, free, candidates, refused, limits = cluster
+
+    def eligible(vm_id, source, destination):
+        if destination in refused:
+            return Decision.refuse(refused[destination], 'test policy')
+        return Decision.allow('ok')
+
+    obs = model.Observations(NOW, TH.window, G, vm=data)
+    report = detect.detect(hosts, vms, obs, TH)
+    with mock.patch.object(plan, '_Planner', planner_class):
+        result = plan.plan(report, hosts, vms, obs, TH, free, candidates,
+                           eligible, {}, NOW, limits)
+    return ([(m.instance, m.source, m.destination, m.condition)
+             for m in result.moves],
+            [(u.condition, u.host, u.instance, u.code, u.details)
+             for u in result.unresolved])
+
+
+class SearchTest(unittest.TestCase):
+
+    @settings(max_examples=300, deadline=None)
+    @given(clusters())
+    def test_same_plan_as_scoring_every_host(self, cluster):
+        expected = run(ExhaustivePlanner, cluster)
+        self.assertEqual(expected, run(plan._Planner, cluster))
+
+    def test_the_walk_stops_early_on_a_large_cluster(self):
+        # 400 alike hosts with distinct loads, one hot: the search
+        # scores a handful of hosts, not all of them.
+        hosts = [model.HostInfo('h%03d' % i, 16, 1.25e9) for i in range(400)]
+        vms, data = [], {}
+        for i, host in enumerate(hosts):
+            for j in range(4):
+                vm_id = '%s-%d' % (host.name, j)
+                vms.append(model.VmInfo(vm_id, host.name))
+                cpu = 3.6 if i == 0 else 0.5 + (i % 97) / 100.0
+                data[vm_id] = {'cpu': flat(cpu), 'net_in': flat(1e6),
+                               'net_out': flat(1e6), 'swap_out': flat(0)}
+        free = {h.name: plan.Resources(8, 8192, 100) for h in hosts}
+        candidates = {v.id: plan.Candidate(v.id, plan.Resources(1, 1024, 10))
+                      for v in vms}
+        obs = model.Observations(NOW, TH.window, G, vm=data)
+        report = detect.detect(hosts, vms, obs, TH)
+        self.assertEqual(['h000'], [h.host for h in report.hotspots])
+        scored = []
+        unfit = plan._Planner._unfit
+
+        def counting(planner, name, *args):
+            scored.append(name)
+            return unfit(planner, name, *args)
+
+        with mock.patch.object(plan._Planner, '_unfit', counting):
+            result = plan.plan(report, hosts, vms, obs, TH, free,
+                               candidates, lambda *a: Decision.allow('ok'),
+                               {}, NOW, plan.Limits())
+        self.assertEqual(1, len(result.moves))
+        # the least loaded host (i % 97 == 0, lowest name) got the VM
+        self.assertEqual('h097', result.moves[0].destination)
+        self.assertLess(len(scored), 40)
