@@ -24,7 +24,9 @@ Gnocchi's cost is per metric read, not per request, so
 every host, then the VM meters of the VMs on the hosts that
 :func:`secmig.hotspot.detect.screen` picks (a host meter missing, a
 figure near a threshold, a saturated link). With no host meter at all
-every VM is read, as :meth:`AggregatesReader.fetch` does.
+every VM is read, as :meth:`AggregatesReader.fetch` does. A caller can
+send stage 1 first (:meth:`AggregatesReader.begin`) and build its
+inventory while Gnocchi answers.
 
 Up to ``concurrency`` requests are in flight at once: the host list is
 split into that many requests, and the two VM requests run side by side,
@@ -145,7 +147,9 @@ class AggregatesReader(object):
         first = self.requests
         query = _query(now, window, granularity)
         ids = sorted(set(instance_ids))
-        vm, host = self._read(query, granularity, sorted(set(hosts)), ids)
+        with futures.ThreadPoolExecutor(self.concurrency) as pool:
+            vm, host = self._collect(self._submit(
+                pool, query, sorted(set(hosts)), ids), granularity)
         obs = model.Observations(
             now=now, window=window, granularity=granularity, vm=vm,
             host=host, meters=self.meters.names(),
@@ -159,71 +163,54 @@ class AggregatesReader(object):
 
         ``hosts`` and ``vms`` are :class:`~secmig.hotspot.model.HostInfo`
         and :class:`~secmig.hotspot.model.VmInfo` iterables (the
-        inventory); ``thresholds`` a :class:`~secmig.hotspot.detect.
-        Thresholds` (window, granularity, levels). Stage 1 reads every
-        host's host meters; stage 2 reads the meters of the VMs placed,
-        in the inventory, on the hosts :func:`~secmig.hotspot.detect.
-        screen` returns (none if no host needs it). If no host has any
-        host meter, every VM is read and ``mode`` is ``instances``;
-        otherwise ``mode`` is ``host_meters`` and ``screened`` maps the
-        hosts read to why. :func:`~secmig.hotspot.detect.detect` gives
-        the same hotspots and gaps over either result.
+        inventory); see :meth:`begin` and :meth:`HostMeterRead.observe`,
+        which this method chains.
         """
-        now = time.time() if now is None else now
-        hosts, vms = list(hosts), list(vms)
-        window, granularity = thresholds.window, thresholds.granularity
-        first = self.requests
-        query = _query(now, window, granularity)
-        _, host = self._read(query, granularity,
-                             sorted({h.name for h in hosts}), [])
-        if host:
-            mode = 'host_meters'
-            stage1 = model.Observations(
-                now=now, window=window, granularity=granularity, host=host,
-                meters=self.meters.names())
-            screened = detect.screen(hosts, vms, stage1, thresholds,
-                                     margin_pct)
-            ids = sorted({v.id for v in vms if v.host in screened})
-        else:
-            mode, screened = 'instances', {}
-            ids = sorted({v.id for v in vms})
-        vm, _ = self._read(query, granularity, [], ids)
-        obs = model.Observations(
-            now=now, window=window, granularity=granularity, vm=vm,
-            host=host, meters=self.meters.names(),
-            requests=self.requests - first, mode=mode, screened=screened)
-        LOG.debug("Gnocchi (%s): host meters of %d hosts, meters of %d "
-                  "instances on %d screened hosts, %d requests", mode,
-                  len(host), len(ids), len(screened), obs.requests)
-        return obs
+        hosts = list(hosts)
+        with self.begin([h.name for h in hosts], thresholds, now) as read:
+            return read.observe(hosts, vms, margin_pct)
 
-    def _read(self, query, granularity, hosts, ids):
-        """``(vm, host)`` series of ``ids`` and ``hosts``, concurrently.
+    def begin(self, names, thresholds, now=None):
+        """Send stage 1 (the host meters of ``names``) and return at once.
 
-        Sends the two VM requests and the host requests (``hosts`` split
-        into at most ``concurrency`` parts); entries without any series
-        are left out.
+        ``thresholds`` is a :class:`~secmig.hotspot.detect.Thresholds`
+        (window, granularity, levels). Returns a :class:`HostMeterRead`,
+        a context manager: the caller may build its inventory while
+        Gnocchi answers, then call its ``observe``.
         """
-        vm, host = {}, {}
-        calls = []  # (request, its argument, parser, where series go)
+        return HostMeterRead(self, sorted(set(names)), thresholds,
+                             time.time() if now is None else now)
+
+    def _submit(self, pool, query, hosts, ids):
+        """Send the requests for ``ids`` and ``hosts`` to ``pool``.
+
+        The two VM requests, and the host requests (``hosts`` split into
+        at most ``concurrency`` parts). Returns the pending requests for
+        :meth:`_collect`.
+        """
+        calls = []  # (request, its argument, parser, host series?)
         if ids:
-            calls += [(self._instances, ids, self._instance_series, vm),
-                      (self._interfaces, ids, self._interface_series, vm)]
+            calls += [(self._instances, ids, self._instance_series, False),
+                      (self._interfaces, ids, self._interface_series,
+                       False)]
         if hosts and self.meters.host_names():
             parts = min(self.concurrency, len(hosts))
-            calls += [(self._hosts, hosts[i::parts], self._host_series,
-                       host) for i in range(parts)]
+            calls += [(self._hosts, hosts[i::parts], self._host_series, True)
+                      for i in range(parts)]
         self.requests += len(calls)
-        if len(calls) < 2 or self.concurrency == 1:
-            answers = [request(arg, query) for request, arg, _, _ in calls]
-        else:
-            with futures.ThreadPoolExecutor(
-                    min(self.concurrency, len(calls))) as pool:
-                running = [pool.submit(request, arg, query)
-                           for request, arg, _, _ in calls]
-                answers = [f.result() for f in running]
-        for (_, _, parse, target), answer in zip(calls, answers):
-            for key, kind, series in parse(answer, granularity):
+        return [(pool.submit(request, arg, query), parse, of_hosts)
+                for request, arg, parse, of_hosts in calls]
+
+    @staticmethod
+    def _collect(pending, granularity):
+        """``(vm, host)`` series of answered requests; raises their errors.
+
+        Entries without any series are left out.
+        """
+        vm, host = {}, {}
+        for future, parse, of_hosts in pending:
+            target = host if of_hosts else vm
+            for key, kind, series in parse(future.result(), granularity):
                 target.setdefault(key, {})[kind] = series
         return vm, host
 
@@ -360,6 +347,72 @@ class AggregatesReader(object):
             stamp = datetime.datetime.fromisoformat(text).timestamp()
             self._dates[text] = stamp
         return stamp
+
+
+class HostMeterRead(object):
+    """Stage 1 of :meth:`AggregatesReader.observe`, sent and pending.
+
+    Use as a context manager; leaving it waits for the requests still in
+    flight.
+    """
+
+    def __init__(self, reader, names, thresholds, now):
+        self.reader = reader
+        self.thresholds = thresholds
+        self.now = now
+        self.first = reader.requests
+        self.query = _query(now, thresholds.window, thresholds.granularity)
+        self.pool = futures.ThreadPoolExecutor(reader.concurrency)
+        try:
+            self.pending = reader._submit(self.pool, self.query, names, [])
+        except BaseException:
+            self.pool.shutdown()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.shutdown(cancel_futures=True)
+
+    def observe(self, hosts, vms, margin_pct=10.0):
+        """Wait for stage 1, then read the VMs that need reading.
+
+        ``hosts`` and ``vms`` are :class:`~secmig.hotspot.model.HostInfo`
+        and :class:`~secmig.hotspot.model.VmInfo` iterables (the
+        inventory). Stage 2 reads the meters of the VMs placed, in the
+        inventory, on the hosts :func:`~secmig.hotspot.detect.screen`
+        returns (none if no host needs it). If no host has any host
+        meter, every VM is read and ``mode`` is ``instances``; otherwise
+        ``mode`` is ``host_meters`` and ``screened`` maps the hosts read
+        to why. :func:`~secmig.hotspot.detect.detect` gives the same
+        hotspots and gaps over either result.
+        """
+        reader, th = self.reader, self.thresholds
+        hosts, vms = list(hosts), list(vms)
+        window, granularity = th.window, th.granularity
+        _, host = reader._collect(self.pending, granularity)
+        if host:
+            mode = 'host_meters'
+            stage1 = model.Observations(
+                now=self.now, window=window, granularity=granularity,
+                host=host, meters=reader.meters.names())
+            screened = detect.screen(hosts, vms, stage1, th, margin_pct)
+            ids = sorted({v.id for v in vms if v.host in screened})
+        else:
+            mode, screened = 'instances', {}
+            ids = sorted({v.id for v in vms})
+        vm, _ = reader._collect(
+            reader._submit(self.pool, self.query, [], ids), granularity)
+        obs = model.Observations(
+            now=self.now, window=window, granularity=granularity, vm=vm,
+            host=host, meters=reader.meters.names(),
+            requests=reader.requests - self.first, mode=mode,
+            screened=screened)
+        LOG.debug("Gnocchi (%s): host meters of %d hosts, meters of %d "
+                  "instances on %d screened hosts, %d requests", mode,
+                  len(host), len(ids), len(screened), obs.requests)
+        return obs
 
 
 def _query(now, window, granularity):

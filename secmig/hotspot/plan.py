@@ -279,9 +279,9 @@ class _Planner(object):
         fits if :meth:`_unfit` finds nothing against it; its score is its
         highest projected share of a limit (:data:`_SCORED` kinds). The
         fit hosts are asked for eligibility from the lowest score up
-        (ties by name), and the first eligible one wins. The refusal
-        counts cover every host, and are complete only when no host is
-        found.
+        (ties by name), and the first eligible one wins. When none is,
+        the refusal counts cover every other host, by reason (they are
+        partial when a host is found).
 
         The hosts are not all scored: they are walked in the three
         orders of their current share of each limit at once (Fagin's

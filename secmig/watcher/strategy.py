@@ -6,6 +6,8 @@ secmig.watcher.strategy:SecureHotspot``; then create an audit template
 with goal ``workload_balancing`` and strategy ``secmig_hotspot``.
 """
 
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -35,6 +37,28 @@ REPORT_LIMIT = 50
 #: Certificate verdicts survive audits (the decision engine is long
 #: running); they are re-verified with a fresh CRL every minute.
 _VERDICTS = {}
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    """Hold Python's cyclic garbage collector off for one audit.
+
+    An audit allocates hundreds of thousands of small containers (the
+    parsed Gnocchi answers, the inventory) and few reference cycles;
+    each allocation burst sets off full collections that walk the whole
+    heap, Watcher's cluster model included: 0.2 to 0.4 s of a 2.5 s
+    audit at 10,000 instances. Reference counting still frees memory
+    meanwhile. The collector is re-enabled by whoever disabled it, so
+    overlapping audits leave it as they found it.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class HotspotAuditError(wexc.WatcherException):
@@ -327,21 +351,29 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             LOG.debug(self.compute_model.to_string())
 
     def do_execute(self, audit=None):
+        with _cyclic_gc_paused():
+            return self._audit()
+
+    def _audit(self):
         now = self.clock()
         conf = self._conf()
         th, limits = self.thresholds(), self.limits()
+        client = self.gnocchi_client or self.osc.gnocchi()
+        reader = gnocchi_query.AggregatesReader(
+            client, self.meters(), self._param('gnocchi_concurrency'))
+        names = [n.hostname for n in
+                 self.compute_model.get_all_compute_nodes().values()]
         try:
-            policy = loader.PolicySource(conf.policy.policy_file).get()
-        except loader.PolicyError as e:
+            # Stage 1 of the read is in flight while the rest is built.
+            with reader.begin(names, th, now) as read:
+                policy, history, inv = self._prepare(conf, now, limits)
+                obs = read.observe(inv.hosts, inv.vms,
+                                   self._param('host_meter_margin'))
+        except gnocchi_query.GnocchiQueryError as e:
+            self.requests = reader.requests
+            LOG.error("secmig: %s", e)
             raise HotspotAuditError(secmig_code=e.code, reason=str(e))
-        history = self._history(now - limits.backoff_window)
-        inv = model_mod.inventory(
-            self.compute_model, self._param('link_gbps') * GBIT,
-            {h: g * GBIT for h, g in
-             self._param('link_gbps_by_host').items()}, history)
-        for error in inv.errors:
-            LOG.warning("secmig: %s", error)
-        obs = self._observe(inv, th, now)
+        self._observed(obs)
         report = detect.detect(inv.hosts, inv.vms, obs, th)
         self.report = report
         self._check_data(report, inv)
@@ -357,24 +389,28 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         self._report_action(report, self.plan)
         return self.solution
 
-    def _observe(self, inv, th, now):
-        client = self.gnocchi_client or self.osc.gnocchi()
-        reader = gnocchi_query.AggregatesReader(
-            client, self.meters(), self._param('gnocchi_concurrency'))
+    def _prepare(self, conf, now, limits):
+        """The policy, the migration history and the inventory."""
         try:
-            obs = reader.observe(inv.hosts, inv.vms, th,
-                                 self._param('host_meter_margin'), now=now)
-        except gnocchi_query.GnocchiQueryError as e:
-            self.requests = reader.requests
-            LOG.error("secmig: %s", e)
+            policy = loader.PolicySource(conf.policy.policy_file).get()
+        except loader.PolicyError as e:
             raise HotspotAuditError(secmig_code=e.code, reason=str(e))
+        history = self._history(now - limits.backoff_window)
+        inv = model_mod.inventory(
+            self.compute_model, self._param('link_gbps') * GBIT,
+            {h: g * GBIT for h, g in
+             self._param('link_gbps_by_host').items()}, history)
+        for error in inv.errors:
+            LOG.warning("secmig: %s", error)
+        return policy, history, inv
+
+    def _observed(self, obs):
         self.requests = obs.requests
         self.observations = obs
         LOG.info("secmig: Gnocchi read in %s mode: %d requests, %d "
                  "instances read, %s", obs.mode, obs.requests, len(obs.vm),
                  'every host' if obs.mode == 'instances' else
                  '%d host(s) read per VM' % len(obs.screened))
-        return obs
 
     def _check_data(self, report, inv):
         if not report.gaps:

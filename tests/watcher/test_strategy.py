@@ -5,6 +5,7 @@ Watcher compute model of one of them and asserts on ``solution.actions``
 as plain dicts.
 """
 
+import gc
 import uuid
 
 from tests.watcher import strategy_util as su  # noqa: I100 (first)
@@ -256,6 +257,27 @@ class TestSecureHotspot(gf.GnocchiTestCase):
                          cm.exception.kwargs['secmig_code'])
         self.assertIn('Gnocchi unreachable', str(cm.exception))
         self.assertEqual(1, len(calls))
+
+    def test_cyclic_gc_is_paused_for_the_audit_only(self):
+        def run():
+            seen = []
+            strategy = su.make_strategy(
+                self.site, self.cluster('k-'), self.gnocchi.client(),
+                self.now, **PARAMS)
+            strategy.history_source = lambda since: (
+                seen.append(gc.isenabled()) or {})
+            strategy.execute()
+            return seen
+
+        self.assertEqual([False], run())
+        self.assertTrue(gc.isenabled())
+        # a collector someone else turned off stays off
+        gc.disable()
+        try:
+            self.assertEqual([False], run())
+            self.assertFalse(gc.isenabled())
+        finally:
+            gc.enable()
 
     def test_schema_has_a_default_for_every_parameter(self):
         schema = strategy_mod.SecureHotspot.get_schema()
