@@ -29,10 +29,11 @@ send stage 1 first (:meth:`AggregatesReader.begin`) and build its
 inventory while Gnocchi answers.
 
 Up to ``concurrency`` requests are in flight at once: the host list is
-split into that many requests, and the two VM requests run side by side,
-so a Gnocchi API with several worker processes (``gnocchi-api`` starts
-1.5 per CPU) answers an audit in a fraction of the serial time. An audit
-sends at most ``concurrency + 2`` requests.
+split into that many requests, and the VM requests run side by side, so
+a Gnocchi API with several worker processes (``gnocchi-api`` starts 1.5
+per CPU) answers an audit in a fraction of the serial time. ``fetch``
+sends at most ``concurrency + 2`` requests, ``observe`` at most three
+times ``concurrency`` (two VM requests per host request).
 
 Values are converted to the units of :mod:`secmig.hotspot.model` (per
 second). Like Watcher, the conversion of ``rate:mean`` assumes one sample
@@ -198,7 +199,8 @@ class AggregatesReader(object):
             calls += [(self._hosts, hosts[i::parts], self._host_series, True)
                       for i in range(parts)]
         self.requests += len(calls)
-        return [(pool.submit(request, arg, query), parse, of_hosts)
+        return [_Pending(pool.submit(request, arg, query), arg, parse,
+                         of_hosts)
                 for request, arg, parse, of_hosts in calls]
 
     @staticmethod
@@ -208,9 +210,9 @@ class AggregatesReader(object):
         Entries without any series are left out.
         """
         vm, host = {}, {}
-        for future, parse, of_hosts in pending:
-            target = host if of_hosts else vm
-            for key, kind, series in parse(future.result(), granularity):
+        for request in pending:
+            target = host if request.of_hosts else vm
+            for key, kind, series in request.series(granularity):
                 target.setdefault(key, {})[kind] = series
         return vm, host
 
@@ -349,6 +351,20 @@ class AggregatesReader(object):
         return stamp
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    """A request sent: its future, what it asked for, how to read it."""
+
+    future: futures.Future
+    asked: list
+    parse: typing.Callable
+    of_hosts: bool
+
+    def series(self, granularity):
+        """Wait for the answer; yield ``(key, kind, series)``."""
+        return self.parse(self.future.result(), granularity)
+
+
 class HostMeterRead(object):
     """Stage 1 of :meth:`AggregatesReader.observe`, sent and pending.
 
@@ -382,37 +398,59 @@ class HostMeterRead(object):
         and :class:`~secmig.hotspot.model.VmInfo` iterables (the
         inventory). Stage 2 reads the meters of the VMs placed, in the
         inventory, on the hosts :func:`~secmig.hotspot.detect.screen`
-        returns (none if no host needs it). If no host has any host
-        meter, every VM is read and ``mode`` is ``instances``; otherwise
-        ``mode`` is ``host_meters`` and ``screened`` maps the hosts read
-        to why. :func:`~secmig.hotspot.detect.detect` gives the same
-        hotspots and gaps over either result.
+        returns (none if no host needs it): as each host request is
+        answered, its hosts are screened and their VMs' two requests
+        sent, so an audit sends at most three requests per unit of
+        ``concurrency``. If no host has any host meter, every VM is read
+        and ``mode`` is ``instances``; otherwise ``mode`` is
+        ``host_meters`` and ``screened`` maps the hosts read to why.
+        :func:`~secmig.hotspot.detect.detect` gives the same hotspots and
+        gaps over either result.
         """
         reader, th = self.reader, self.thresholds
         hosts, vms = list(hosts), list(vms)
-        window, granularity = th.window, th.granularity
-        _, host = reader._collect(self.pending, granularity)
-        if host:
-            mode = 'host_meters'
-            stage1 = model.Observations(
-                now=self.now, window=window, granularity=granularity,
-                host=host, meters=reader.meters.names())
-            screened = detect.screen(hosts, vms, stage1, th, margin_pct)
-            ids = sorted({v.id for v in vms if v.host in screened})
-        else:
-            mode, screened = 'instances', {}
-            ids = sorted({v.id for v in vms})
-        vm, _ = reader._collect(
-            reader._submit(self.pool, self.query, [], ids), granularity)
+        granularity = th.granularity
+        infos = {h.name: h for h in hosts}
+        placed = collections.defaultdict(list)
+        for v in vms:
+            placed[v.host].append(v)
+        host, screened, stage2 = {}, {}, []
+        if not self.pending:  # no host meter is named: read every VM
+            stage2 = reader._submit(self.pool, self.query, [],
+                                    sorted({v.id for v in vms}))
+        by_future = {p.future: p for p in self.pending}
+        for future in futures.as_completed(by_future):
+            chunk, why = self._screen(by_future[future], infos, placed,
+                                      margin_pct)
+            host.update(chunk)
+            screened.update(why)
+            ids = sorted(v.id for name in why for v in placed[name])
+            stage2 += reader._submit(self.pool, self.query, [], ids)
+        vm, _ = reader._collect(stage2, granularity)
+        mode = 'host_meters' if host else 'instances'
         obs = model.Observations(
-            now=self.now, window=window, granularity=granularity, vm=vm,
+            now=self.now, window=th.window, granularity=granularity, vm=vm,
             host=host, meters=reader.meters.names(),
             requests=reader.requests - self.first, mode=mode,
-            screened=screened)
+            screened=screened if host else {})
         LOG.debug("Gnocchi (%s): host meters of %d hosts, meters of %d "
                   "instances on %d screened hosts, %d requests", mode,
-                  len(host), len(ids), len(screened), obs.requests)
+                  len(host), len(vm), len(screened), obs.requests)
         return obs
+
+    def _screen(self, request, infos, placed, margin_pct):
+        """One host request's series, and its hosts that need VM reads."""
+        _, chunk = self.reader._collect([request], self.thresholds
+                                        .granularity)
+        stage1 = model.Observations(
+            now=self.now, window=self.thresholds.window,
+            granularity=self.thresholds.granularity, host=chunk,
+            meters=self.reader.meters.names())
+        names = [n for n in request.asked if n in infos]
+        why = detect.screen([infos[n] for n in names],
+                            [v for n in names for v in placed[n]], stage1,
+                            self.thresholds, margin_pct)
+        return chunk, why
 
 
 def _query(now, window, granularity):

@@ -86,8 +86,8 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
 
     *Description*
 
-        Reads Gnocchi in a few aggregates requests (at most
-        ``gnocchi_concurrency`` plus two, four by default), whatever the
+        Reads Gnocchi in a few aggregates requests (at most three times
+        ``gnocchi_concurrency``, six by default), whatever the
         cluster's size: host meters first where the cloud publishes them
         (``compute.node.cpu.percent``, operator host network and swap
         meters), then per-instance meters only for the VMs on hosts
@@ -232,8 +232,9 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                               'stay after a move.', 10.0, 0, maximum=99),
                 'gnocchi_concurrency': n(
                     'Gnocchi requests in flight at once; the host meters '
-                    'are read in this many requests, so an audit sends at '
-                    'most this many plus two.', 2, 1, 'integer', maximum=8),
+                    'are read in this many requests, each followed by two '
+                    'for the VMs of its hosts that need them.', 2, 1,
+                    'integer', maximum=3),
                 'host_meter_margin': n(
                     'Hosts whose host-meter peak is within this share (%) '
                     'of a threshold get their VMs\' meters read too.',
