@@ -195,9 +195,9 @@ class AggregatesReader(object):
                       (self._interfaces, ids, self._interface_series,
                        False)]
         if hosts and self.meters.host_names():
-            parts = min(self.concurrency, len(hosts))
-            calls += [(self._hosts, hosts[i::parts], self._host_series, True)
-                      for i in range(parts)]
+            size = -(-len(hosts) // self.concurrency)  # ceiling division
+            calls += [(self._hosts, hosts[i:i + size], self._host_series,
+                       True) for i in range(0, len(hosts), size)]
         self.requests += len(calls)
         return [_Pending(pool.submit(request, arg, query), arg, parse,
                          of_hosts)
