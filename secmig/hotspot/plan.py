@@ -257,6 +257,16 @@ class _Planner(object):
                 'net_in': load['net_in'], 'net_out': load['net_out'],
                 'swap_out': load['swap_out']}
 
+    def added(self, load, host, extra=None):
+        """What a VM adds to ``host``; ``extra`` overrides some kinds."""
+        return dict(self.as_host(load, host), **(extra or {}))
+
+    def score(self, host, add):
+        """The highest share of a limit ``host`` reaches with ``add``."""
+        level = self.level[host]
+        return max((level.get(k, 0.0) + add[k]) / self.limit(host, k)
+                   for k in _SCORED)
+
     def limit(self, host, kind):
         """The highest acceptable level of ``kind`` on a host after a move."""
         head = self.limits.headroom_pct
@@ -313,10 +323,8 @@ class _Planner(object):
                 if code:
                     refusals[code] += 1
                     continue
-                add = dict(self.as_host(load, name), **(extra or {}))
-                heapq.heappush(fit, (max(
-                    (self.level[name].get(k, 0.0) + add[k])
-                    / self.limit(name, k) for k in _SCORED), name))
+                heapq.heappush(fit, (self.score(
+                    name, self.added(load, name, extra)), name))
             bound = math.inf if done else max(
                 r + a for r, a in zip(reached, least))
             while fit and fit[0][0] < bound:
@@ -332,7 +340,7 @@ class _Planner(object):
         """Per scored kind, the smallest share of a limit the VM adds."""
         least = [math.inf] * len(_SCORED)
         for name in self._shapes:
-            add = dict(self.as_host(load, name), **(extra or {}))
+            add = self.added(load, name, extra)
             for i, kind in enumerate(_SCORED):
                 limit = self.limit(name, kind)
                 if limit > 0:
@@ -370,7 +378,7 @@ class _Planner(object):
             return 'no_capacity'
         if not self.hosts[name].cpus:
             return 'destination_data_incomplete'
-        add = dict(self.as_host(load, name), **(extra or {}))
+        add = self.added(load, name, extra)
         level = self.level[name]
         if level.get('swap_out', 0.0) >= self.th.swap_out_mibps:
             return 'would_overload'
@@ -402,7 +410,7 @@ class _Planner(object):
     def commit(self, vm_id, source, destination, hotspot, decision, load,
                extra=None):
         at_src = self.as_host(load, source)
-        at_dst = dict(self.as_host(load, destination), **(extra or {}))
+        at_dst = self.added(load, destination, extra)
         before = {'source': dict(self.level[source]),
                   'destination': dict(self.level[destination])}
         for kind in LOAD_KINDS:

@@ -40,10 +40,8 @@ class ExhaustivePlanner(plan._Planner):
             if code:
                 refusals[code] += 1
                 continue
-            add = dict(self.as_host(load, name), **(extra or {}))
-            scored.append((max(
-                (self.level[name].get(k, 0.0) + add[k]) / self.limit(name, k)
-                for k in ('cpu_pct', 'net_in', 'net_out')), name))
+            scored.append((self.score(name, self.added(load, name, extra)),
+                           name))
         for _, name in sorted(scored):
             decision = self.eligible(vm_id, source, name)
             if decision:
