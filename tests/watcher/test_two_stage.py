@@ -182,13 +182,22 @@ class TestTwoStageRead(gf.GnocchiTestCase):
         recorder = su.RecordingClient(self.gnocchi.session())
         post = recorder.client.api.post
         stopping = threading.Lock()
+        answered = []
+        stage_one_answered = threading.Event()
 
         def stop_before_stage_two(url, **kwargs):
-            # The VM requests go out together, once stage 1 is answered.
+            # A VM request may go out while the other host request is
+            # still answered: stop only once stage 1 is complete.
             if kwargs['json']['resource_type'] != 'nova_compute':
+                self.assertTrue(stage_one_answered.wait(60))
                 with stopping:
                     self.gnocchi.stop_api()
-            return post(url, **kwargs)
+                return post(url, **kwargs)
+            answer = post(url, **kwargs)
+            answered.append(answer)
+            if len(answered) == 2:
+                stage_one_answered.set()
+            return answer
 
         recorder.client.api.post = stop_before_stage_two
         strategy = su.make_strategy(
@@ -199,7 +208,8 @@ class TestTwoStageRead(gf.GnocchiTestCase):
             strategy.execute()
         self.assertEqual('gnocchi_unreachable',
                          cm.exception.kwargs['secmig_code'])
-        # the host meters were requested; the VM requests failed
+        # the host meters were read; the VM requests failed
+        self.assertEqual([200, 200], [a.status_code for a in answered])
         sent = [b['resource_type'] for b in recorder.bodies]
         self.assertEqual(2, sent.count('nova_compute'))
         self.assertIn('instance', sent)
