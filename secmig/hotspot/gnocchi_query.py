@@ -50,6 +50,7 @@ import collections
 from concurrent import futures
 import dataclasses
 import datetime
+import functools
 import logging
 import time
 import typing
@@ -63,6 +64,12 @@ from secmig.hotspot import model
 
 LOG = logging.getLogger(__name__)
 NS = 1e9
+#: The VM kinds each of the two VM requests reads.
+INSTANCE_KINDS = ('cpu', 'swap_out')
+INTERFACE_KINDS = ('net_in', 'net_out')
+#: The VM kind that makes up each host kind.
+_VM_KIND = {'cpu_pct': 'cpu', 'net_in': 'net_in', 'net_out': 'net_out',
+            'swap_out': 'swap_out'}
 
 
 class GnocchiQueryError(exception.SecmigError):
@@ -149,8 +156,9 @@ class AggregatesReader(object):
         query = _query(now, window, granularity)
         ids = sorted(set(instance_ids))
         with futures.ThreadPoolExecutor(self.concurrency) as pool:
-            vm, host = self._collect(self._submit(
-                pool, query, sorted(set(hosts)), ids), granularity)
+            pending, _ = self._submit(pool, query, sorted(set(hosts)),
+                                      dict.fromkeys(ids, model.VM_KINDS))
+            vm, host = self._collect(pending, granularity)
         obs = model.Observations(
             now=now, window=window, granularity=granularity, vm=vm,
             host=host, meters=self.meters.names(),
@@ -182,18 +190,60 @@ class AggregatesReader(object):
         return HostMeterRead(self, sorted(set(names)), thresholds,
                              time.time() if now is None else now)
 
-    def _submit(self, pool, query, hosts, ids):
-        """Send the requests for ``ids`` and ``hosts`` to ``pool``.
+    def complete(self, observations, ids):
+        """``observations`` with the unread kinds of ``ids`` read too.
 
-        The two VM requests, and the host requests (``hosts`` split into
-        at most ``concurrency`` parts). Returns the pending requests for
-        :meth:`_collect`.
+        At most two requests (see :meth:`_submit`), over the window of
+        ``observations``; ids with nothing unread are ignored.
+        """
+        wanted = {i: observations.unread[i] for i in sorted(set(ids))
+                  if observations.unread.get(i)}
+        if not wanted:
+            return observations
+        first = self.requests
+        query = _query(observations.now, observations.window,
+                       observations.granularity)
+        with futures.ThreadPoolExecutor(self.concurrency) as pool:
+            pending, asked = self._submit(pool, query, [], wanted)
+            vm, _ = self._collect(pending, observations.granularity)
+        merged = {i: dict(series) for i, series in observations.vm.items()}
+        for i, series in vm.items():
+            merged.setdefault(i, {}).update(series)
+        unread = {i: kinds - asked.get(i, frozenset())
+                  for i, kinds in observations.unread.items()}
+        LOG.debug("Gnocchi: unread meters of %d instances completed in %d "
+                  "requests", len(wanted), self.requests - first)
+        return dataclasses.replace(
+            observations, vm=merged,
+            unread={i: kinds for i, kinds in unread.items() if kinds},
+            requests=observations.requests + self.requests - first)
+
+    def _submit(self, pool, query, hosts, vms):
+        """Send the requests for ``hosts`` and ``vms`` to ``pool``.
+
+        ``vms`` maps instance ids to the VM kinds to read. The instance
+        request (:data:`INSTANCE_KINDS`) and the interface request
+        (:data:`INTERFACE_KINDS`) each go to the ids that need one of
+        their kinds, for every kind any of those ids needs. The host
+        requests split ``hosts`` into at most ``concurrency`` parts.
+        Returns the pending requests for :meth:`_collect` and ``{id:
+        frozenset of the kinds asked}``.
         """
         calls = []  # (request, its argument, parser, host series?)
-        if ids:
-            calls += [(self._instances, ids, self._instance_series, False),
-                      (self._interfaces, ids, self._interface_series,
-                       False)]
+        asked = collections.defaultdict(frozenset)
+        for request, parse, family in (
+                (self._instances, self._instance_series, INSTANCE_KINDS),
+                (self._interfaces, self._interface_series,
+                 INTERFACE_KINDS)):
+            ids = sorted(i for i, kinds in vms.items()
+                         if set(kinds) & set(family))
+            kinds = tuple(k for k in family
+                          if any(k in vms[i] for i in ids))
+            for i in ids:
+                asked[i] |= frozenset(kinds)
+            if ids:
+                calls.append((functools.partial(request, kinds=kinds), ids,
+                              parse, False))
         if hosts and self.meters.host_names():
             size = -(-len(hosts) // self.concurrency)  # ceiling division
             calls += [(self._hosts, hosts[i:i + size], self._host_series,
@@ -201,7 +251,7 @@ class AggregatesReader(object):
         self.requests += len(calls)
         return [_Pending(pool.submit(request, arg, query), arg, parse,
                          of_hosts)
-                for request, arg, parse, of_hosts in calls]
+                for request, arg, parse, of_hosts in calls], dict(asked)
 
     @staticmethod
     def _collect(pending, granularity):
@@ -218,10 +268,11 @@ class AggregatesReader(object):
 
     # -- one request and one parser per request kind --------------------
 
-    def _instances(self, ids, query):
+    def _instances(self, ids, query, kinds=INSTANCE_KINDS):
         m = self.meters
-        return self._post('(metric (%s %s) (%s mean))'
-                          % (m.cpu, m.cpu_aggregation, m.swap_out),
+        ops = {'cpu': '(%s %s)' % (m.cpu, m.cpu_aggregation),
+               'swap_out': '(%s mean)' % m.swap_out}
+        return self._post('(metric %s)' % ' '.join(ops[k] for k in kinds),
                           m.instance_type, {'in': {'id': ids}}, query)
 
     def _instance_series(self, answer, granularity):
@@ -236,13 +287,13 @@ class AggregatesReader(object):
                 yield rid, 'swap_out', _scale(_diff(series),
                                               1.0 / granularity)
 
-    def _interfaces(self, ids, query):
+    def _interfaces(self, ids, query, kinds=INTERFACE_KINDS):
         m = self.meters
-        return self._post('(metric (%s %s) (%s %s))'
-                          % (m.net_in, m.net_aggregation, m.net_out,
-                             m.net_aggregation),
-                          m.interface_type, {'in': {'instance_id': ids}},
-                          query, details=True)
+        names = {'net_in': m.net_in, 'net_out': m.net_out}
+        return self._post('(metric %s)' % ' '.join(
+            '(%s %s)' % (names[k], m.net_aggregation) for k in kinds),
+            m.interface_type, {'in': {'instance_id': ids}}, query,
+            details=True)
 
     def _interface_series(self, answer, granularity):
         """Yield ``(instance id, kind, series)``: its interfaces' sums."""
@@ -380,7 +431,8 @@ class HostMeterRead(object):
         self.query = _query(now, thresholds.window, thresholds.granularity)
         self.pool = futures.ThreadPoolExecutor(reader.concurrency)
         try:
-            self.pending = reader._submit(self.pool, self.query, names, [])
+            self.pending, _ = reader._submit(self.pool, self.query, names,
+                                             {})
         except BaseException:
             self.pool.shutdown()
             raise
@@ -398,12 +450,15 @@ class HostMeterRead(object):
         and :class:`~secmig.hotspot.model.VmInfo` iterables (the
         inventory). Stage 2 reads the meters of the VMs placed, in the
         inventory, on the hosts :func:`~secmig.hotspot.detect.screen`
-        returns (none if no host needs it): as each host request is
-        answered, its hosts are screened and their VMs' two requests
-        sent, so an audit sends at most three requests per unit of
-        ``concurrency``. If no host has any host meter, every VM is read
-        and ``mode`` is ``instances``; otherwise ``mode`` is
-        ``host_meters`` and ``screened`` maps the hosts read to why.
+        returns (none if no host needs it), of the kinds each host was
+        screened for (a host near its CPU threshold: its VMs' CPU, not
+        their network): as each host request is answered, its hosts are
+        screened and their VMs' requests sent, so an audit sends at most
+        three requests per unit of ``concurrency``. ``unread`` lists the
+        kinds left out per VM; :meth:`AggregatesReader.complete` reads
+        them. If no host has any host meter, every VM is read and
+        ``mode`` is ``instances``; otherwise ``mode`` is ``host_meters``
+        and ``screened`` maps the hosts read to why.
         :func:`~secmig.hotspot.detect.detect` gives the same hotspots and
         gaps over either result.
         """
@@ -414,25 +469,33 @@ class HostMeterRead(object):
         placed = collections.defaultdict(list)
         for v in vms:
             placed[v.host].append(v)
-        host, screened, stage2 = {}, {}, []
+        host, screened, stage2, asked = {}, {}, [], {}
         if not self.pending:  # no host meter is named: read every VM
-            stage2 = reader._submit(self.pool, self.query, [],
-                                    sorted({v.id for v in vms}))
+            stage2, asked = reader._submit(
+                self.pool, self.query, [],
+                dict.fromkeys((v.id for v in vms), model.VM_KINDS))
         by_future = {p.future: p for p in self.pending}
         for future in futures.as_completed(by_future):
             chunk, why = self._screen(by_future[future], infos, placed,
                                       margin_pct)
             host.update(chunk)
             screened.update(why)
-            ids = sorted(v.id for name in why for v in placed[name])
-            stage2 += reader._submit(self.pool, self.query, [], ids)
+            pending, chunk_asked = reader._submit(
+                self.pool, self.query, [],
+                {v.id: _vm_kinds(reasons) for name, reasons in why.items()
+                 for v in placed[name]})
+            stage2 += pending
+            asked.update(chunk_asked)
         vm, _ = reader._collect(stage2, granularity)
         mode = 'host_meters' if host else 'instances'
+        unread = {i: frozenset(model.VM_KINDS) - kinds
+                  for i, kinds in asked.items()}
         obs = model.Observations(
             now=self.now, window=th.window, granularity=granularity, vm=vm,
             host=host, meters=reader.meters.names(),
             requests=reader.requests - self.first, mode=mode,
-            screened=screened if host else {})
+            screened=screened if host else {},
+            unread={i: kinds for i, kinds in unread.items() if kinds})
         LOG.debug("Gnocchi (%s): host meters of %d hosts, meters of %d "
                   "instances on %d screened hosts, %d requests", mode,
                   len(host), len(vm), len(screened), obs.requests)
@@ -451,6 +514,11 @@ class HostMeterRead(object):
                             [v for n in names for v in placed[n]], stage1,
                             self.thresholds, margin_pct)
         return chunk, why
+
+
+def _vm_kinds(reasons):
+    """The VM kinds to read for a host screened for ``reasons``."""
+    return frozenset(_VM_KIND[reason.split(':', 1)[0]] for reason in reasons)
 
 
 def _query(now, window, granularity):

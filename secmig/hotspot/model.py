@@ -68,6 +68,10 @@ class Observations:
     meters) or ``host_meters`` (host meters first, then the meters of the
     VMs on the hosts of ``screened`` only, a mapping of host name to the
     reasons it was read; see :func:`secmig.hotspot.detect.screen`).
+
+    ``unread`` maps an instance id to the kinds of its load deliberately
+    not read (those its host was not screened for): detection needs none
+    of them, and the planner bounds each by its host's own figure.
     """
 
     now: float
@@ -81,11 +85,14 @@ class Observations:
     mode: str = 'instances'
     screened: typing.Mapping = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({}))
+    unread: typing.Mapping = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({}))
 
     def summary(self):
         """How the data was read, for an audit's evidence and report."""
         return {'mode': self.mode, 'requests': self.requests,
                 'vms_read': len(self.vm),
+                'vms_read_in_part': len(self.unread),
                 'hosts_with_host_meters': len(self.host),
                 'hosts_read_per_vm': (None if self.mode == 'instances'
                                       else len(self.screened))}

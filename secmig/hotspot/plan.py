@@ -29,6 +29,13 @@ Rules, in the order they apply:
   stay under every threshold less ``headroom_pct`` once the VM's load is
   added (CPU, each network direction; a host swapping already is never a
   destination). Among those, the least loaded wins.
+* A kind of a VM's load that was not read (``Observations.unread``: its
+  host was screened for other kinds) is bounded by its host's own
+  figure, and by the VM's vCPUs for CPU: the bound is added to a
+  destination, nothing is taken off the source (a hot host is never a
+  destination), so a move on bounds never makes a hotspot the read
+  figures would not. The bound assumes the host meter counts the VM's
+  load (traffic between VMs of one host never crosses its link).
 
 Every :class:`Move` carries its evidence (the hotspot's condition,
 metrics and values, the VM's load, the projected figures of both hosts,
@@ -210,6 +217,8 @@ class _Planner(object):
         self.now = now
         self.level = {name: {k: (f.mean or 0.0) for k, f in figs.items()}
                       for name, figs in report.figures.items()}
+        self._measured = {name: dict(level)
+                          for name, level in self.level.items()}
         self.placed = collections.defaultdict(list)
         for vm in vms:
             self.placed[vm.host].append(vm.id)
@@ -235,13 +244,23 @@ class _Planner(object):
     # -- loads -------------------------------------------------------------
 
     def vm_load(self, vm_id):
-        """Mean load of a VM per kind (cores for CPU), or None if unknown."""
+        """Mean load of a VM per kind (cores for CPU), or None if unknown.
+
+        Unread kinds hold their bound (:meth:`bounded`).
+        """
         if vm_id in self._load_cache:
             return self._load_cache[vm_id]
         series = self.obs.vm.get(vm_id, {})
         start = self.obs.now - self.th.window
+        unread = self.obs.unread.get(vm_id, ())
         load = {}
         for kind in ('cpu', 'net_in', 'net_out', 'swap_out'):
+            if kind in unread:
+                load[kind] = self._bound(vm_id, kind)
+                if load[kind] is None:
+                    load = None
+                    break
+                continue
             values = [v for t, v in series.get(kind, ()) if t >= start]
             if not values:
                 load = None
@@ -249,6 +268,22 @@ class _Planner(object):
             load[kind] = sum(values) / len(values)
         self._load_cache[vm_id] = load
         return load
+
+    def _bound(self, vm_id, kind):
+        """Upper bound of an unread kind of a VM's load, or None."""
+        vm = self.vms.get(vm_id)
+        measured = self._measured.get(vm.host, {}) if vm else {}
+        if kind != 'cpu':
+            return measured.get(kind)
+        cpus = self.hosts[vm.host].cpus if vm.host in self.hosts else None
+        if 'cpu_pct' not in measured or not cpus:
+            return None
+        return min(measured['cpu_pct'] * cpus / 100.0, vm.vcpus)
+
+    def bounded(self, vm_id):
+        """The host kinds of a VM's load that are bounds, not readings."""
+        return frozenset('cpu_pct' if k == 'cpu' else k
+                         for k in self.obs.unread.get(vm_id, ()))
 
     def as_host(self, load, host):
         """A VM's load in the host's threshold units."""
@@ -402,20 +437,25 @@ class _Planner(object):
             blocked = ('missing_data', 'its load over the window is unknown')
         if blocked is None:
             return True
+        self._skip(vm_id, host, blocked)
+        return False
+
+    def _skip(self, vm_id, host, blocked):
         if vm_id not in self._skipped_ids:
             self._skipped_ids.add(vm_id)
             self.skipped.append(Skipped(vm_id, host, blocked[0], blocked[1]))
-        return False
 
     def commit(self, vm_id, source, destination, hotspot, decision, load,
                extra=None):
         at_src = self.as_host(load, source)
         at_dst = self.added(load, destination, extra)
+        bounded = self.bounded(vm_id)
         before = {'source': dict(self.level[source]),
                   'destination': dict(self.level[destination])}
         for kind in LOAD_KINDS:
-            self.level[source][kind] = self.level[source].get(
-                kind, 0.0) - at_src[kind]
+            if kind not in bounded:
+                self.level[source][kind] = self.level[source].get(
+                    kind, 0.0) - at_src[kind]
             self.level[destination][kind] = self.level[destination].get(
                 kind, 0.0) + at_dst[kind]
         needs = (self.candidates.get(vm_id) or Candidate(vm_id)).needs
@@ -432,6 +472,7 @@ class _Planner(object):
                             instance=hotspot.instance,
                             severity=_round(hotspot.severity)),
             'instance_load': {k: _round(v) for k, v in at_src.items()},
+            'instance_load_bounded': sorted(bounded),
             'source': {'host': source,
                        'before': _rounded(before['source']),
                        'after': _rounded(self.level[source])},
@@ -486,6 +527,10 @@ class _Planner(object):
         options = []
         for vm_id in self.placed[host]:
             if not self.movable(vm_id, host):
+                continue
+            if kind in self.bounded(vm_id):  # its share would be a guess
+                self._skip(vm_id, host, ('unread_load', 'its %s load was '
+                                         'not read' % kind))
                 continue
             share = self.as_host(self.vm_load(vm_id), host)[kind]
             if share > 0:

@@ -364,16 +364,12 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             client, self.meters(), self._param('gnocchi_concurrency'))
         names = [n.hostname for n in
                  self.compute_model.get_all_compute_nodes().values()]
-        try:
+        with self._gnocchi_errors(reader):
             # Stage 1 of the read is in flight while the rest is built.
             with reader.begin(names, th, now) as read:
                 policy, history, inv = self._prepare(conf, now, limits)
                 obs = read.observe(inv.hosts, inv.vms,
                                    self._param('host_meter_margin'))
-        except gnocchi_query.GnocchiQueryError as e:
-            self.requests = reader.requests
-            LOG.error("secmig: %s", e)
-            raise HotspotAuditError(secmig_code=e.code, reason=str(e))
         self._observed(obs)
         report = detect.detect(inv.hosts, inv.vms, obs, th)
         self.report = report
@@ -382,13 +378,42 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             self._verdicts(conf), conf.watcher.host_cert_dir, policy,
             facts.Request('watcher', self._credentials()), inv.instances,
             now)
-        self.plan = plan_mod.plan(report, inv.hosts, inv.vms, obs, th,
-                                  inv.free, inv.candidates, destinations,
-                                  history, now, limits)
+
+        def make_plan(obs):
+            return plan_mod.plan(report, inv.hosts, inv.vms, obs, th,
+                                 inv.free, inv.candidates, destinations,
+                                 history, now, limits)
+        self.plan = make_plan(obs)
+        partly_read = self._partly_read(self.plan, obs, inv)
+        if partly_read:
+            # Bounds on unread loads may have ruled out a destination:
+            # read those VMs fully, then plan again.
+            with self._gnocchi_errors(reader):
+                obs = reader.complete(obs, partly_read)
+            self._observed(obs)
+            self.plan = make_plan(obs)
         for move in self.plan.moves:
             self._migrate(inv, move)
         self._report_action(report, self.plan)
         return self.solution
+
+    @contextlib.contextmanager
+    def _gnocchi_errors(self, reader):
+        """Turn a failed Gnocchi read into the audit's clear failure."""
+        try:
+            yield
+        except gnocchi_query.GnocchiQueryError as e:
+            self.requests = reader.requests
+            LOG.error("secmig: %s", e)
+            raise HotspotAuditError(secmig_code=e.code, reason=str(e))
+
+    @staticmethod
+    def _partly_read(plan, obs, inv):
+        """VMs with unread loads on the hosts of hotspots left stuck."""
+        stuck = {u.host for u in plan.unresolved
+                 if u.code == 'no_eligible_destination'}
+        return sorted(v.id for v in inv.vms
+                      if v.host in stuck and obs.unread.get(v.id))
 
     def _prepare(self, conf, now, limits):
         """The policy, the migration history and the inventory."""

@@ -5,7 +5,10 @@ host meters on every host (``compute.node.cpu.percent`` and the
 operator's host network and swap meters; ``m-gap`` lacks its outbound
 network meter), cluster ``p-`` without any host meter. The audits must
 find the same hotspots in both, read only the VMs of the hosts that need
-it in ``m-``, and every VM in ``p-``.
+it in ``m-`` (and of those only the kinds each host was screened for),
+and every VM in ``p-``. Cluster ``b-`` (with host meters) has a hot host
+whose unread network loads, bounded by its busy link, fit nowhere: the
+audit reads them and plans again.
 """
 
 import threading
@@ -41,6 +44,15 @@ LOADS = {
     'cool3': ('cool3', dict(cpu=0.2, net_in=1 * MB), None),
     'cool4': ('cool3', dict(cpu=0.3, net_in=2 * MB), None),
 }
+#: Cluster b-: cpu at 87.5 % of 4 CPUs, its link in at 60 % of 1 Gb/s;
+#: the destination's link is at 32 %, so the 75 MB/s bound cannot fit
+#: under 70 % but the 1 MB/s each light VM really receives can.
+BOUNDED = {
+    'light1': ('cpu', dict(cpu=1.8, net_in=1 * MB)),
+    'light2': ('cpu', dict(cpu=1.5, net_in=1 * MB)),
+    'heavy': ('cpu', dict(cpu=0.2, net_in=73 * MB)),
+    'other': ('dest', dict(cpu=0.2, net_in=40 * MB)),
+}
 
 
 class TestTwoStageRead(gf.GnocchiTestCase):
@@ -57,6 +69,9 @@ class TestTwoStageRead(gf.GnocchiTestCase):
                 if meta:
                     sim.metadata = meta
                 cls.vms[prefix + name] = sim
+        for name, (host, rates) in BOUNDED.items():
+            cls.vms['b-' + name] = gf.SimVm(str(uuid.uuid4()), 'b-' + host,
+                                            **rates)
         sims = list(cls.vms.values())
         hosts = sorted({s.host for s in sims})
         cls.site.enroll(*hosts)
@@ -64,7 +79,7 @@ class TestTwoStageRead(gf.GnocchiTestCase):
         cls.end = gf.load_cluster(cls.gnocchi, [], sims, points=POINTS,
                                   granularity=G)
         figures = su.host_figures(
-            [s for s in sims if s.host.startswith('m-')], CPUS)
+            [s for s in sims if s.host[:2] in ('m-', 'b-')], CPUS)
         del figures['m-gap']['net_out']
         figures.update({h: {} for h in hosts if h.startswith('p-')})
         su.load_host_meters(cls.gnocchi, figures, cls.end, POINTS, G)
@@ -111,12 +126,19 @@ class TestTwoStageRead(gf.GnocchiTestCase):
                          sorted(halves[0] + halves[1]))
         read = [h for h in halves if set(h) & set(obs.screened)]
         self.assertEqual(2 + 2 * len(read), served)
-        wanted = self.ids_on('m-cpu', 'm-net', 'm-swap', 'm-gap')
-        for resource_type in ('instance', 'instance_network_interface'):
-            searched = recorder.searched(resource_type)
-            self.assertEqual(len(read), len(searched))
-            self.assertEqual(wanted, sorted(sum(searched, [])))
-        self.assertEqual(sorted(wanted), sorted(obs.vm))
+        # CPU and swap-out of the VMs of hosts screened for those, the
+        # network of those of hosts screened for the network
+        on_cpu_swap = self.ids_on('m-cpu', 'm-swap')
+        on_net = self.ids_on('m-net', 'm-gap')
+        self.assertEqual(on_cpu_swap,
+                         sorted(sum(recorder.searched('instance'), [])))
+        self.assertEqual(on_net, sorted(sum(recorder.searched(
+            'instance_network_interface'), [])))
+        self.assertEqual(sorted(on_cpu_swap + on_net), sorted(obs.vm))
+        self.assertEqual(
+            dict({i: {'net_in', 'net_out'} for i in on_cpu_swap},
+                 **{i: {'cpu', 'swap_out'} for i in on_net}),
+            {i: set(kinds) for i, kinds in obs.unread.items()})
         # and every hotspot is found, from the host meters
         self.assertEqual([
             ('host_cpu', 'cpu', None, None),
@@ -133,11 +155,43 @@ class TestTwoStageRead(gf.GnocchiTestCase):
         plain = su.actions(solution)
         self.assertEqual(['nop', 'migrate'] * 4,
                          [a['action_type'] for a in plain])
+        bounded = {}
         for evidence in plain[::2]:
             message = evidence['input_parameters']['message']
             self.assertEqual('host_meters', message['data']['mode'])
             self.assertEqual(list(obs.screened[message['source']]),
                              message['data']['source_read_because'])
+            bounded[message['source']] = message['evidence'][
+                'instance_load_bounded']
+        # the loads not read are bounds, named in the evidence
+        self.assertEqual({'m-cpu': ['net_in', 'net_out'],
+                          'm-swap': ['net_in', 'net_out'],
+                          'm-net': ['cpu_pct', 'swap_out']}, bounded)
+
+    def test_unread_loads_are_read_when_their_bounds_fit_nowhere(self):
+        strategy, solution, recorder, served = self.audit('b-')
+        obs = strategy.observations
+        self.assertEqual({'b-cpu': ('cpu_pct:near_threshold',)},
+                         dict(obs.screened))
+        # host meters (two requests), the VMs' CPU, then their unread
+        # swap-out and network in two more requests
+        self.assertEqual(5, served)
+        self.assertEqual(served, strategy.requests)
+        self.assertEqual(['(metric (cpu rate:mean))',
+                          '(metric (memory.swap.out mean))'],
+                         [b['operations'] for b in recorder.bodies
+                          if b['resource_type'] == 'instance'])
+        self.assertEqual({}, dict(obs.unread))
+        # and the light VM goes to the only other host, on its real load
+        light2 = self.vms['b-light2'].id
+        self.assertEqual([(light2, 'b-cpu', 'b-dest')],
+                         su.migrations(solution))
+        message = su.actions(solution)[0]['input_parameters']['message']
+        self.assertEqual([], message['evidence']['instance_load_bounded'])
+        self.assertAlmostEqual(
+            1 * MB, message['evidence']['instance_load']['net_in'], places=0)
+        self.assertEqual(5, message['data']['requests'])
+        self.assertTrue(strategy.plan.complete)
 
     def test_missing_host_meter_falls_back_to_the_vm_sums(self):
         strategy, _, _, _ = self.audit('m-')
