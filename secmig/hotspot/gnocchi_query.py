@@ -23,7 +23,9 @@ Gnocchi's cost is per metric read, not per request, so
 :meth:`AggregatesReader.observe` reads in two stages: the host meters of
 every host, then the VM meters of the VMs on the hosts that
 :func:`secmig.hotspot.detect.screen` picks (a host meter missing, a
-figure near a threshold, a saturated link). With no host meter at all
+figure near a threshold, a saturated link), of the kinds each host was
+picked for; :meth:`AggregatesReader.complete` reads the rest of some
+VMs later, in at most two requests. With no host meter at all
 every VM is read, as :meth:`AggregatesReader.fetch` does. A caller can
 send stage 1 first (:meth:`AggregatesReader.begin`) and build its
 inventory while Gnocchi answers.

@@ -87,12 +87,15 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
     *Description*
 
         Reads Gnocchi in a few aggregates requests (at most three times
-        ``gnocchi_concurrency``, six by default), whatever the
+        ``gnocchi_concurrency`` plus two, eight by default), whatever the
         cluster's size: host meters first where the cloud publishes them
         (``compute.node.cpu.percent``, operator host network and swap
         meters), then per-instance meters only for the VMs on hosts
         whose host figures are near a threshold, whose link is saturated
-        or whose host meters are missing (every VM without host meters).
+        or whose host meters are missing (every VM without host meters),
+        and only of the kinds concerned; an unread kind of a VM's load is
+        bounded by its host's figure (read after all if that bound leaves
+        a hotspot without a destination).
         It finds every hotspot of three
         kinds: a VM that does not get its expected network bandwidth while
         its host's link is saturated; a host whose CPU or network use
