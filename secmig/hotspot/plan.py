@@ -272,13 +272,15 @@ class _Planner(object):
     def _bound(self, vm_id, kind):
         """Upper bound of an unread kind of a VM's load, or None."""
         vm = self.vms.get(vm_id)
-        measured = self._measured.get(vm.host, {}) if vm else {}
+        if vm is None:
+            return None
+        measured = self._measured.get(vm.host, {})
         if kind != 'cpu':
             return measured.get(kind)
-        cpus = self.hosts[vm.host].cpus if vm.host in self.hosts else None
-        if 'cpu_pct' not in measured or not cpus:
+        host = self.hosts.get(vm.host)
+        if 'cpu_pct' not in measured or not (host and host.cpus):
             return None
-        return min(measured['cpu_pct'] * cpus / 100.0, vm.vcpus)
+        return min(measured['cpu_pct'] * host.cpus / 100.0, vm.vcpus)
 
     def bounded(self, vm_id):
         """The host kinds of a VM's load that are bounds, not readings."""
