@@ -25,7 +25,7 @@ every host, then the VM meters of the VMs on the hosts that
 :func:`secmig.hotspot.detect.screen` picks (a host meter missing, a
 figure near a threshold, a saturated link), of the kinds each host was
 picked for; :meth:`AggregatesReader.complete` reads the rest of some
-VMs later, in at most two requests. With no host meter at all
+VMs later, in two requests. With no host meter at all
 every VM is read, as :meth:`AggregatesReader.fetch` does. A caller can
 send stage 1 first (:meth:`AggregatesReader.begin`) and build its
 inventory while Gnocchi answers.
@@ -34,8 +34,9 @@ Up to ``concurrency`` requests are in flight at once: the host list is
 split into that many requests, and the VM requests run side by side, so
 a Gnocchi API with several worker processes (``gnocchi-api`` starts 1.5
 per CPU) answers an audit in a fraction of the serial time. ``fetch``
-sends at most ``concurrency + 2`` requests, ``observe`` at most three
-times ``concurrency`` (two VM requests per host request).
+sends at most ``concurrency + 2`` requests, ``observe`` at most four
+times ``concurrency`` (three VM requests per host request: CPU, swap-out
+and network).
 
 Values are converted to the units of :mod:`secmig.hotspot.model` (per
 second). Like Watcher, the conversion of ``rate:mean`` assumes one sample
@@ -193,59 +194,63 @@ class AggregatesReader(object):
                              time.time() if now is None else now)
 
     def complete(self, observations, ids):
-        """``observations`` with the unread kinds of ``ids`` read too.
+        """``observations`` with every meter of ``ids`` read.
 
-        At most two requests (see :meth:`_submit`), over the window of
-        ``observations``; ids with nothing unread are ignored.
+        Ids with nothing unread are ignored; the others are read again
+        in full, in two requests, over the window of ``observations``.
         """
-        wanted = {i: observations.unread[i] for i in sorted(set(ids))
-                  if observations.unread.get(i)}
+        wanted = [i for i in sorted(set(ids)) if observations.unread.get(i)]
         if not wanted:
             return observations
         first = self.requests
         query = _query(observations.now, observations.window,
                        observations.granularity)
         with futures.ThreadPoolExecutor(self.concurrency) as pool:
-            pending, asked = self._submit(pool, query, [], wanted)
+            pending, _ = self._submit(pool, query, [],
+                                      dict.fromkeys(wanted, model.VM_KINDS))
             vm, _ = self._collect(pending, observations.granularity)
-        merged = {i: dict(series) for i, series in observations.vm.items()}
-        for i, series in vm.items():
-            merged.setdefault(i, {}).update(series)
-        unread = {i: kinds - asked.get(i, frozenset())
-                  for i, kinds in observations.unread.items()}
-        LOG.debug("Gnocchi: unread meters of %d instances completed in %d "
+        LOG.debug("Gnocchi: unread meters of %d instances read in %d "
                   "requests", len(wanted), self.requests - first)
         return dataclasses.replace(
-            observations, vm=merged,
-            unread={i: kinds for i, kinds in unread.items() if kinds},
+            observations, vm=dict(observations.vm, **vm),
+            unread={i: kinds for i, kinds in observations.unread.items()
+                    if i not in wanted},
             requests=observations.requests + self.requests - first)
 
     def _submit(self, pool, query, hosts, vms):
         """Send the requests for ``hosts`` and ``vms`` to ``pool``.
 
-        ``vms`` maps instance ids to the VM kinds to read. The instance
-        request (:data:`INSTANCE_KINDS`) and the interface request
-        (:data:`INTERFACE_KINDS`) each go to the ids that need one of
-        their kinds, for every kind any of those ids needs. The host
+        ``vms`` maps instance ids to the VM kinds to read: one instance
+        request per kind of :data:`INSTANCE_KINDS` (one for both when the
+        same ids need both), to the ids that need it, and one interface
+        request (:data:`INTERFACE_KINDS`) to the ids that need either
+        direction, for every direction any of them needs. The host
         requests split ``hosts`` into at most ``concurrency`` parts.
         Returns the pending requests for :meth:`_collect` and ``{id:
         frozenset of the kinds asked}``.
         """
         calls = []  # (request, its argument, parser, host series?)
         asked = collections.defaultdict(frozenset)
-        for request, parse, family in (
-                (self._instances, self._instance_series, INSTANCE_KINDS),
-                (self._interfaces, self._interface_series,
-                 INTERFACE_KINDS)):
-            ids = sorted(i for i, kinds in vms.items()
-                         if set(kinds) & set(family))
-            kinds = tuple(k for k in family
-                          if any(k in vms[i] for i in ids))
+        groups = []  # (request, parser, ids, kinds)
+        by_ids = {}  # the instance kinds to read, by the ids needing them
+        for kind in INSTANCE_KINDS:
+            ids = tuple(sorted(i for i, kinds in vms.items() if kind in kinds))
+            if ids:
+                by_ids.setdefault(ids, []).append(kind)
+        for ids, kinds in by_ids.items():
+            groups.append((self._instances, self._instance_series, ids,
+                           tuple(kinds)))
+        ids = tuple(sorted(i for i, kinds in vms.items()
+                           if set(kinds) & set(INTERFACE_KINDS)))
+        if ids:
+            groups.append((self._interfaces, self._interface_series, ids,
+                           tuple(k for k in INTERFACE_KINDS
+                                 if any(k in vms[i] for i in ids))))
+        for request, parse, ids, kinds in groups:
             for i in ids:
                 asked[i] |= frozenset(kinds)
-            if ids:
-                calls.append((functools.partial(request, kinds=kinds), ids,
-                              parse, False))
+            calls.append((functools.partial(request, kinds=kinds),
+                          list(ids), parse, False))
         if hosts and self.meters.host_names():
             size = -(-len(hosts) // self.concurrency)  # ceiling division
             calls += [(self._hosts, hosts[i:i + size], self._host_series,
@@ -456,7 +461,7 @@ class HostMeterRead(object):
         screened for (a host near its CPU threshold: its VMs' CPU, not
         their network): as each host request is answered, its hosts are
         screened and their VMs' requests sent, so an audit sends at most
-        three requests per unit of ``concurrency``. ``unread`` lists the
+        four requests per unit of ``concurrency``. ``unread`` lists the
         kinds left out per VM; :meth:`AggregatesReader.complete` reads
         them. If no host has any host meter, every VM is read and
         ``mode`` is ``instances``; otherwise ``mode`` is ``host_meters``

@@ -86,8 +86,8 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
 
     *Description*
 
-        Reads Gnocchi in a few aggregates requests (at most three times
-        ``gnocchi_concurrency`` plus two, eight by default), whatever the
+        Reads Gnocchi in a few aggregates requests (at most four times
+        ``gnocchi_concurrency`` plus two, ten by default), whatever the
         cluster's size: host meters first where the cloud publishes them
         (``compute.node.cpu.percent``, operator host network and swap
         meters), then per-instance meters only for the VMs on hosts
@@ -235,8 +235,9 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                               'stay after a move.', 10.0, 0, maximum=99),
                 'gnocchi_concurrency': n(
                     'Gnocchi requests in flight at once; the host meters '
-                    'are read in this many requests, each followed by two '
-                    'for the VMs of its hosts that need them.', 2, 1,
+                    'are read in this many requests, each followed by up '
+                    'to three for the VMs of its hosts that need them.', 2,
+                    1,
                     'integer', maximum=3),
                 'host_meter_margin': n(
                     'Hosts whose host-meter peak is within this share (%) '

@@ -117,26 +117,33 @@ class TestTwoStageRead(gf.GnocchiTestCase):
                           'm-swap': ('swap_out:near_threshold',),
                           'm-gap': ('net_out:no_host_meter',)},
                          dict(obs.screened))
-        # Then two host requests (the hosts split in two), and for each
-        # half with screened hosts two requests for their VMs only
+        # Then two host requests (the hosts split in two), and for the
+        # half with the screened hosts, requests for their VMs only, of
+        # the kinds each host needs: the CPU of m-cpu's VMs, the swap-out
+        # of m-swap's, the network of m-net's and m-gap's
         halves = recorder.searched('nova_compute')
         self.assertEqual(2, len(halves))
         self.assertEqual(sorted({s.host for s in self.vms.values()
                                  if s.host.startswith('m-')}),
                          sorted(halves[0] + halves[1]))
-        read = [h for h in halves if set(h) & set(obs.screened)]
-        self.assertEqual(2 + 2 * len(read), served)
-        # CPU and swap-out of the VMs of hosts screened for those, the
-        # network of those of hosts screened for the network
-        on_cpu_swap = self.ids_on('m-cpu', 'm-swap')
+        self.assertEqual(1, len([h for h in halves
+                                 if set(h) & set(obs.screened)]))
+        self.assertEqual(5, served)
+        on_cpu, on_swap = self.ids_on('m-cpu'), self.ids_on('m-swap')
         on_net = self.ids_on('m-net', 'm-gap')
-        self.assertEqual(on_cpu_swap,
-                         sorted(sum(recorder.searched('instance'), [])))
-        self.assertEqual(on_net, sorted(sum(recorder.searched(
-            'instance_network_interface'), [])))
-        self.assertEqual(sorted(on_cpu_swap + on_net), sorted(obs.vm))
         self.assertEqual(
-            dict({i: {'net_in', 'net_out'} for i in on_cpu_swap},
+            sorted([('(metric (cpu rate:mean))', on_cpu),
+                    ('(metric (memory.swap.out mean))', on_swap),
+                    ('(metric (network.incoming.bytes rate:mean) '
+                     '(network.outgoing.bytes rate:mean))', on_net)]),
+            sorted((b['operations'], sorted(sum(b['search']['in'].values(),
+                                                [])))
+                   for b in recorder.bodies
+                   if b['resource_type'] != 'nova_compute'))
+        self.assertEqual(sorted(on_cpu + on_swap + on_net), sorted(obs.vm))
+        self.assertEqual(
+            dict({i: {'net_in', 'net_out', 'swap_out'} for i in on_cpu},
+                 **{i: {'net_in', 'net_out', 'cpu'} for i in on_swap},
                  **{i: {'cpu', 'swap_out'} for i in on_net}),
             {i: set(kinds) for i, kinds in obs.unread.items()})
         # and every hotspot is found, from the host meters
@@ -164,8 +171,8 @@ class TestTwoStageRead(gf.GnocchiTestCase):
             bounded[message['source']] = message['evidence'][
                 'instance_load_bounded']
         # the loads not read are bounds, named in the evidence
-        self.assertEqual({'m-cpu': ['net_in', 'net_out'],
-                          'm-swap': ['net_in', 'net_out'],
+        self.assertEqual({'m-cpu': ['net_in', 'net_out', 'swap_out'],
+                          'm-swap': ['cpu_pct', 'net_in', 'net_out'],
                           'm-net': ['cpu_pct', 'swap_out']}, bounded)
 
     def test_unread_loads_are_read_when_their_bounds_fit_nowhere(self):
@@ -173,12 +180,12 @@ class TestTwoStageRead(gf.GnocchiTestCase):
         obs = strategy.observations
         self.assertEqual({'b-cpu': ('cpu_pct:near_threshold',)},
                          dict(obs.screened))
-        # host meters (two requests), the VMs' CPU, then their unread
-        # swap-out and network in two more requests
+        # host meters (two requests), the VMs' CPU, then all their
+        # meters in two more requests
         self.assertEqual(5, served)
         self.assertEqual(served, strategy.requests)
         self.assertEqual(['(metric (cpu rate:mean))',
-                          '(metric (memory.swap.out mean))'],
+                          '(metric (cpu rate:mean) (memory.swap.out mean))'],
                          [b['operations'] for b in recorder.bodies
                           if b['resource_type'] == 'instance'])
         self.assertEqual({}, dict(obs.unread))
