@@ -117,11 +117,8 @@ class GnocchiServer(object):
     """One Gnocchi (API + metricd) over its own database and directory."""
 
     def __init__(self, processing_delay=1, sacks=8, metricd_workers=1,
-                 parallel_operations=1, api_processes=None, base_dir=None):
+                 parallel_operations=1, api_processes=None):
         self.processing_delay = processing_delay
-        #: Where the working directory (configuration, file storage,
-        #: logs) is made; None for the system's temporary directory.
-        self.base_dir = base_dir
         # Like gnocchi-api, which starts uwsgi with 1.5 processes per CPU.
         self.api_processes = api_processes or max(
             1, (os.cpu_count() or 1) * 3 // 2)
@@ -148,8 +145,7 @@ class GnocchiServer(object):
 
     def start(self):
         began = time.monotonic()
-        self.workdir = tempfile.mkdtemp(prefix='secmig-gnocchi-',
-                                        dir=self.base_dir)
+        self.workdir = tempfile.mkdtemp(prefix='secmig-gnocchi-')
         self.dbname = 'secmig_gnocchi_%s' % uuid.uuid4().hex[:12]
         try:
             _admin_sql('CREATE DATABASE %s' % self.dbname)

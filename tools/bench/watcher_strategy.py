@@ -16,8 +16,10 @@ one audit of each:
   it fails).
 
 For each it prints the wall time of the audit (for secmig, the median
-of three audits on fresh models; each one's time is printed too), the
-Gnocchi HTTP requests it sent (counted by the server), the migrations
+of three audits on fresh models; each one's time is printed too), its
+CPU time (the strategy's process and Gnocchi's API processes: the work
+it costs, whatever the machine lets run in parallel), the Gnocchi HTTP
+requests it sent (counted by the server), the migrations
 proposed and the hotspots left when the plan is applied to the model
 (secmig's detection over the VMs' measures), then the ratios against
 secmig, and how secmig read Gnocchi (mode, VMs read).
@@ -30,12 +32,11 @@ Run from the repository root with the project's virtualenv::
 ``--skip-builtin-above N`` leaves Watcher's strategies out for sizes
 above N hosts (the 1,000-host workload_balance audit takes minutes);
 ``--skip-stabilization-above N`` leaves out only
-``workload_stabilization``. ``--storage-dir /dev/shm`` keeps Gnocchi's
-files in memory, out of reach of a busy disk or a kernel that pages
-cold file pages out (both strategies read the same files).
+``workload_stabilization``.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -119,24 +120,58 @@ def _moves(solution):
             for a in solution.actions if a['action_type'] == 'migrate']
 
 
+def api_cpu_seconds(server):
+    """CPU seconds the Gnocchi API processes (parent, workers) used."""
+    parent, ticks = server.api.pid, 0
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == parent or int(fields[1]) == parent:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf('SC_CLK_TCK')
+
+
+@contextlib.contextmanager
+def measured(server):
+    """Yield a dict set to the wall time, requests and CPU time spent.
+
+    ``cpu`` is this process's CPU time (the strategy, all its threads)
+    plus the Gnocchi API's: the work an audit costs, whatever the
+    cores and the machine's other load let run in parallel.
+    """
+    box = {}
+    with server.counting() as served:
+        api, own, began = (api_cpu_seconds(server), time.process_time(),
+                           time.monotonic())
+        yield box
+        box['wall'] = time.monotonic() - began
+        box['cpu'] = (time.process_time() - own
+                      + api_cpu_seconds(server) - api)
+    box['requests'] = served['requests']
+
+
 def run_secmig(server, site, hosts, vms, now, audits=AUDITS):
     """``audits`` audits, each on a fresh model; the last one is returned.
 
-    Returns ``(wall times, requests, moves, strategy)``. The first audit
-    of a process verifies the destinations' certificates; the decision
-    engine keeps those verdicts for the audits that follow.
+    Returns ``(one measure per audit, moves, strategy)``. The first
+    audit of a process verifies the destinations' certificates; the
+    decision engine keeps those verdicts for the audits that follow.
     """
-    walls = []
+    audits_measured = []
     for _ in range(audits):
         model = su.build_model(hosts, vms, node_vcpus=CPUS,
                                node_memory=65536)
         strategy = su.make_strategy(site, model, server.client(), now,
                                     **PARAMS)
-        with server.counting() as served:
-            began = time.monotonic()
+        with measured(server) as box:
             solution = strategy.execute()
-            walls.append(time.monotonic() - began)
-    return walls, served['requests'], _moves(solution), strategy
+        audits_measured.append(box)
+    return audits_measured, _moves(solution), strategy
 
 
 def _builtin(cls, server, hosts, vms, params):
@@ -145,11 +180,9 @@ def _builtin(cls, server, hosts, vms, params):
                    osc=su.gnocchi_clients(server.client()))
     strategy._compute_model = model
     strategy.input_parameters = utils.Struct(params)
-    with server.counting() as served:
-        began = time.monotonic()
+    with measured(server) as box:
         solution = strategy.execute()
-        wall = time.monotonic() - began
-    return wall, served['requests'], _moves(solution)
+    return box, _moves(solution)
 
 
 def run_workload_balance(server, hosts, vms):
@@ -177,12 +210,11 @@ def _load(server, hosts, vms):
 
 
 def bench(size, per_host, builtin, seed, host_meters=True,
-          stabilization=True, storage_dir=None):
+          stabilization=True):
     rnd = random.Random(seed)
     hosts, vms = make_cluster(size, per_host, rnd)
     site = su.Site()
-    server = gf.GnocchiServer(metricd_workers=2,
-                              base_dir=storage_dir).start()
+    server = gf.GnocchiServer(metricd_workers=2).start()
     try:
         began = time.monotonic()
         end = _load(server, [] if host_meters else hosts, vms)
@@ -195,12 +227,13 @@ def bench(size, per_host, builtin, seed, host_meters=True,
         obs = su.observations(server, hosts, vms, now, POINTS * G, G)
         before = hotspots_after(hosts, vms, obs, [])
         rows = []
-        walls, req, moves, strategy = run_secmig(server, site, hosts, vms,
-                                                 now)
-        strategy.walls = walls
-        rows.append(('secmig_hotspot', statistics.median(walls), req,
-                     len(moves),
-                     hotspots_after(hosts, vms, obs, moves)))
+        audits, moves, strategy = run_secmig(server, site, hosts, vms, now)
+        strategy.walls = [a['wall'] for a in audits]
+        rows.append(('secmig_hotspot', {
+            'wall': statistics.median(strategy.walls),
+            'cpu': statistics.median(a['cpu'] for a in audits),
+            'requests': audits[-1]['requests']}, len(moves),
+            hotspots_after(hosts, vms, obs, moves)))
         if builtin:
             runners = [('workload_balance', run_workload_balance)]
             if stabilization:
@@ -208,13 +241,13 @@ def bench(size, per_host, builtin, seed, host_meters=True,
                                 run_workload_stabilization))
             for name, runner in runners:
                 try:
-                    wall, req, moves = runner(server, hosts, vms)
+                    box, moves = runner(server, hosts, vms)
                 except Exception as e:
-                    rows.append((name, None, None, None,
+                    rows.append((name, None, None,
                                  'did not run: %s: %s'
                                  % (type(e).__name__, str(e)[:80])))
                     continue
-                rows.append((name, wall, req, len(moves),
+                rows.append((name, box, len(moves),
                              hotspots_after(hosts, vms, obs, moves)))
         return loaded, before, rows, strategy
     finally:
@@ -225,17 +258,18 @@ def bench(size, per_host, builtin, seed, host_meters=True,
 def print_table(size, per_host, loaded, before, rows, strategy=None):
     print('\n%d hosts x %d VMs: %d hotspots before (Gnocchi loaded in '
           '%.0f s)' % (size, per_host, before, loaded))
-    print('%-24s %10s %9s %11s %13s %12s %10s'
-          % ('strategy', 'wall s', 'requests', 'migrations', 'hotspots '
-             'left', 'x wall', 'x req'))
-    ours = rows[0]
-    for name, wall, req, moves, left in rows:
-        if wall is None:
+    print('%-24s %8s %8s %9s %11s %13s %8s %8s %8s'
+          % ('strategy', 'wall s', 'cpu s', 'requests', 'migrations',
+             'hotspots left', 'x wall', 'x cpu', 'x req'))
+    ours = rows[0][1]
+    for name, box, moves, left in rows:
+        if box is None:
             print('%-24s %s' % (name, left))
             continue
-        print('%-24s %10.2f %9d %11d %13d %12.1f %10.1f'
-              % (name, wall, req, moves, left, wall / ours[1],
-                 req / max(ours[2], 1)))
+        print('%-24s %8.2f %8.2f %9d %11d %13d %8.1f %8.1f %8.1f'
+              % (name, box['wall'], box['cpu'], box['requests'], moves,
+                 left, box['wall'] / ours['wall'], box['cpu'] / ours['cpu'],
+                 box['requests'] / max(ours['requests'], 1)))
     if strategy is not None:
         print('secmig_hotspot wall time is the median of %d audits (%s s); '
               'the first one verified the certificates'
@@ -259,10 +293,6 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=5)
     parser.add_argument('--no-host-meters', action='store_true',
                         help='publish per-VM meters only')
-    parser.add_argument('--storage-dir', default=None,
-                        help="where Gnocchi's files go (default: the "
-                        "temporary directory); /dev/shm keeps them in "
-                        "memory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     for size in args.hosts:
@@ -271,7 +301,6 @@ def main(argv=None):
         loaded, before, rows, strategy = bench(
             size, args.vms_per_host, builtin, args.seed,
             host_meters=not args.no_host_meters,
-            storage_dir=args.storage_dir,
             stabilization=(args.skip_stabilization_above is None
                            or size <= args.skip_stabilization_above))
         print_table(size, args.vms_per_host, loaded, before, rows,
