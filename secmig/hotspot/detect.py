@@ -336,7 +336,7 @@ def _host_figure(ctx, host, vms, kind):
         if clipped is not None:
             return HostFigure(kind, 'host_meter', ctx.meter('host', kind),
                               clipped)
-    vm_kind = 'cpu' if kind == 'cpu_pct' else kind
+    vm_kind = model.vm_kind(kind)
     if kind == 'cpu_pct' and not host.cpus:
         ctx.gap('unknown_capacity', host.name, None, 'cpus',
                 'CPU count of host %s unknown and no host CPU meter'

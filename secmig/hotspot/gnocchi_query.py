@@ -70,9 +70,6 @@ NS = 1e9
 #: The VM kinds each of the two VM requests reads.
 INSTANCE_KINDS = ('cpu', 'swap_out')
 INTERFACE_KINDS = ('net_in', 'net_out')
-#: The VM kind that makes up each host kind.
-_VM_KIND = {'cpu_pct': 'cpu', 'net_in': 'net_in', 'net_out': 'net_out',
-            'swap_out': 'swap_out'}
 
 
 class GnocchiQueryError(exception.SecmigError):
@@ -525,7 +522,8 @@ class HostMeterRead(object):
 
 def _vm_kinds(reasons):
     """The VM kinds to read for a host screened for ``reasons``."""
-    return frozenset(_VM_KIND[reason.split(':', 1)[0]] for reason in reasons)
+    return frozenset(model.vm_kind(reason.split(':', 1)[0])
+                     for reason in reasons)
 
 
 def _query(now, window, granularity):

@@ -30,6 +30,16 @@ QUOTA_OUT = 'quota:vif_outbound_average'
 EXPECTED_BANDWIDTH = 'secmig:expected_bandwidth'
 
 
+def vm_kind(kind):
+    """The VM kind adding up to host kind ``kind`` (``cpu_pct``: ``cpu``)."""
+    return 'cpu' if kind == 'cpu_pct' else kind
+
+
+def host_kind(kind):
+    """The host kind VM kind ``kind`` adds up to (``cpu``: ``cpu_pct``)."""
+    return 'cpu_pct' if kind == 'cpu' else kind
+
+
 @dataclasses.dataclass(frozen=True)
 class HostInfo:
     """A compute host: ``cpus`` and ``link_bps`` (bytes/s, each way).

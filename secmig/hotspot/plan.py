@@ -53,6 +53,7 @@ import typing
 
 from secmig import exception
 from secmig.hotspot import detect
+from secmig.hotspot import model
 
 #: Kinds of load a move carries, in threshold units per host.
 LOAD_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out')
@@ -284,7 +285,7 @@ class _Planner(object):
 
     def bounded(self, vm_id):
         """The host kinds of a VM's load that are bounds, not readings."""
-        return frozenset('cpu_pct' if k == 'cpu' else k
+        return frozenset(model.host_kind(k)
                          for k in self.obs.unread.get(vm_id, ()))
 
     def as_host(self, load, host):
