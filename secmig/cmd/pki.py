@@ -9,7 +9,7 @@ Enrollment of a host, end to end::
     ca$    secmig pki sign --ca-dir /etc/secmig/ca --csr cmp1.csr \\
                --token TOKEN > cmp1.pem
     cmp1$  secmig pki install --cert cmp1.pem --ca ca-cert.pem \\
-               --crl ca-crl.pem
+               --crl ca-crl.pem --group kvm
     cmp1$  secmig pki verify /etc/pki/qemu/server-cert.pem --host cmp1
 """
 
@@ -112,13 +112,21 @@ def do_crl(args, conf):
 
 def do_install(args, conf):
     cert_dir = args.cert_dir or conf.pki.cert_dir
+    owner = host_mod.resolve_user(args.owner)
+    key_gid = host_mod.resolve_group(args.group)
     crl = _read(args.crl, 'revocation list') if args.crl else None
-    verdict = host_mod.install(cert_dir, _read(args.cert, 'certificate'),
-                               _read(args.ca, 'CA bundle'), crl,
-                               margin=conf.pki.expiry_margin)
-    print('installed %s in %s (clearance %d)'
+    done = host_mod.install(
+        cert_dir, _read(args.cert, 'certificate'),
+        _read(args.ca, 'CA bundle'), crl, margin=conf.pki.expiry_margin,
+        libvirt_pki_dir=None if args.no_libvirt else args.libvirt_pki_dir,
+        owner=owner, key_gid=key_gid)
+    verdict = done.verdict
+    print('installed %s in %s%s (clearance %d)'
           % (verdict.details['subject'], cert_dir,
+             '' if args.no_libvirt else ' and ' + args.libvirt_pki_dir,
              verdict.details['clearance']))
+    for installed in done.files:
+        print('  %s' % installed)
 
 
 def do_verify(args, conf):
@@ -250,7 +258,20 @@ def add_parser(subparsers):
     p.add_argument('--cert', required=True)
     p.add_argument('--ca', required=True, help='the CA certificate(s)')
     p.add_argument('--crl', help='the CA\'s revocation list')
-    p.add_argument('--cert-dir', help='default: [pki] cert_dir')
+    p.add_argument('--cert-dir', help='QEMU\'s layout (default: [pki] '
+                                      'cert_dir)')
+    p.add_argument('--libvirt-pki-dir', default=host_mod.LIBVIRT_PKI_DIR,
+                   help='libvirtd\'s PKI root, holding CA/ and libvirt/ '
+                        '(default: %(default)s)')
+    p.add_argument('--no-libvirt', action='store_true',
+                   help='write only QEMU\'s layout')
+    p.add_argument('--owner', default=host_mod.DEFAULT_OWNER,
+                   help='user (and its group) owning every file '
+                        '(default: %(default)s)')
+    p.add_argument('--group', default=host_mod.DEFAULT_KEY_GROUP,
+                   help='group that reads QEMU\'s key, mode 0640: the '
+                        'group QEMU runs in, which nova-compute\'s user '
+                        'joins (default: %(default)s)')
 
     p = command('verify', do_verify,
                 'verify a host certificate (exit 0 only when valid)')

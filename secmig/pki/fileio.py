@@ -23,13 +23,14 @@ def read_bytes(path, what):
             code='unreadable_file') from e
 
 
-def write_atomic(path, data, mode=0o644, overwrite=False):
+def write_atomic(path, data, mode=0o644, overwrite=False, uid=-1,
+                 gid=-1):
     """Write ``data`` to ``path`` so that readers see all or nothing.
 
-    The file is written beside its destination with ``mode`` from the
-    start (a key is never world-readable, not even briefly), flushed to
-    disk, then renamed into place. An existing file is kept unless
-    ``overwrite`` is true.
+    The file is written beside its destination with ``mode``, ``uid``
+    and ``gid`` (-1: unchanged) from the start (a key is never readable
+    by the wrong user, not even briefly), flushed to disk, then renamed
+    into place. An existing file is kept unless ``overwrite`` is true.
     """
     directory = os.path.dirname(os.path.abspath(path))
     if not overwrite and os.path.lexists(path):
@@ -39,6 +40,8 @@ def write_atomic(path, data, mode=0o644, overwrite=False):
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
     try:
         os.fchmod(fd, mode)
+        if uid != -1 or gid != -1:
+            _fchown(fd, path, uid, gid)
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
@@ -59,6 +62,15 @@ def write_atomic(path, data, mode=0o644, overwrite=False):
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def _fchown(fd, path, uid, gid):
+    try:
+        os.fchown(fd, uid, gid)
+    except OSError as e:
+        raise exception.PKIError(
+            'cannot give %s to user %d, group %d: %s (run as root)'
+            % (path, uid, gid, e.strerror), code='chown_failed') from e
 
 
 def fsync_dir(directory):

@@ -8,11 +8,21 @@ serve as both the TLS server (incoming migrations) and client
 
     ca-cert.pem  ca-crl.pem
     server-cert.pem  server-key.pem  client-cert.pem  client-key.pem
+
+libvirtd's own TLS (the ``qemu+tls://`` control connection) reads fixed
+paths under its PKI root, ``/etc/pki``; :func:`install` can write those
+too, with the same certificate and a copy of the same key::
+
+    CA/cacert.pem  CA/cacrl.pem
+    libvirt/servercert.pem  libvirt/clientcert.pem
+    libvirt/private/serverkey.pem  libvirt/private/clientkey.pem
 """
 
+import dataclasses
 import grp
 import ipaddress
 import os
+import pwd
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -28,6 +38,87 @@ CLIENT_CERT = 'client-cert.pem'
 CLIENT_KEY = 'client-key.pem'
 CA_CERT = 'ca-cert.pem'
 CA_CRL = 'ca-crl.pem'
+
+#: libvirtd's PKI root and its files relative to it.
+LIBVIRT_PKI_DIR = '/etc/pki'
+LIBVIRT_CA_CERT = 'CA/cacert.pem'
+LIBVIRT_CA_CRL = 'CA/cacrl.pem'
+LIBVIRT_SERVER_CERT = 'libvirt/servercert.pem'
+LIBVIRT_CLIENT_CERT = 'libvirt/clientcert.pem'
+LIBVIRT_SERVER_KEY = 'libvirt/private/serverkey.pem'
+LIBVIRT_CLIENT_KEY = 'libvirt/private/clientkey.pem'
+#: Owner of every installed file; the group QEMU (``libvirt-qemu`` on
+#: Debian) runs in, which reads QEMU's key.
+DEFAULT_OWNER = 'root'
+DEFAULT_KEY_GROUP = 'kvm'
+CERT_MODE = 0o644
+KEY_MODE = 0o600
+GROUP_KEY_MODE = 0o640
+_LIBVIRT_DIRS = (('CA', 0o755), ('libvirt', 0o755),
+                 ('libvirt/private', 0o750))
+
+
+@dataclasses.dataclass(frozen=True)
+class InstalledFile:
+    """A file :func:`install` wrote (or, for a key, set the access of)."""
+
+    path: str
+    mode: int
+    uid: int
+    gid: int
+
+    def __str__(self):
+        return '%s %04o %s:%s' % (self.path, self.mode, _user_name(self.uid),
+                                  _group_name(self.gid))
+
+
+@dataclasses.dataclass(frozen=True)
+class Installation:
+    """What :func:`install` did: the certificate's verdict and files."""
+
+    verdict: object
+    files: tuple
+
+
+def resolve_user(name):
+    """``(uid, primary gid)`` of the user ``name`` (or a numeric id).
+
+    :raises PKIError: ``bad_user``, no such user
+    """
+    try:
+        entry = (pwd.getpwuid(int(name)) if str(name).isdigit()
+                 else pwd.getpwnam(name))
+    except KeyError as e:
+        raise exception.PKIError('user %r does not exist' % name,
+                                 code='bad_user') from e
+    return entry.pw_uid, entry.pw_gid
+
+
+def resolve_group(name):
+    """The gid of the group ``name`` (or a numeric id).
+
+    :raises PKIError: ``bad_group``, no such group
+    """
+    try:
+        return (grp.getgrgid(int(name)) if str(name).isdigit()
+                else grp.getgrnam(name)).gr_gid
+    except KeyError as e:
+        raise exception.PKIError('group %r does not exist' % name,
+                                 code='bad_group') from e
+
+
+def _user_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def make_key_and_csr(cert_dir, host, names=(), addresses=(),
@@ -61,31 +152,41 @@ def make_key_and_csr(cert_dir, host, names=(), addresses=(),
 
 def _key_mode(group):
     if group is None:
-        return 0o600, None
-    try:
-        return 0o640, grp.getgrnam(group).gr_gid
-    except KeyError as e:
-        raise exception.PKIError('group %r does not exist' % group,
-                                 code='bad_group') from e
+        return KEY_MODE, None
+    return GROUP_KEY_MODE, resolve_group(group)
 
 
 def install(cert_dir, cert_pem, ca_pem, crl_pem=None, now=None,
-            margin=0):
+            margin=0, libvirt_pki_dir=None, owner=None, key_gid=None):
     """Install a signed certificate beside this host's key.
 
-    Refuses (``PKIError``) a certificate that does not match the key in
+    Refuses (``PKIError``) a certificate that does not match the keys in
     ``cert_dir`` or that the given CA does not validate; nothing is
-    written then. Certificates, the CA bundle and the CRL are replaced;
-    keys are never touched.
+    written then. In ``cert_dir`` (QEMU's layout) the certificates, the
+    CA bundle and the CRL are replaced, mode 0644; the keys' content is
+    never touched, but with ``key_gid`` they become 0640 in that group
+    (QEMU's, and the group nova-compute's user joins to sign handshakes).
+
+    With ``libvirt_pki_dir`` libvirtd's layout is written under it too:
+    the same certificates (0644) and copies of the keys (0600, for
+    libvirtd, which runs as root); ``libvirt/private`` is 0750.
+
+    ``owner`` is ``(uid, gid)`` for every file written and for the keys
+    (None: the writing process's). Every file is written atomically, its
+    mode and owner set before it appears.
+
+    :returns: an :class:`Installation`
     """
     cert = keys.load_certificate(cert_pem)
-    key_path = os.path.join(cert_dir, SERVER_KEY)
-    key = keys.load_private_key(fileio.read_bytes(key_path, 'host key'),
-                                key_path)
-    match = verify.verify_key_pair(cert, key)
-    if not match:
-        raise exception.PKIError(
-            '%s (key %s)' % (match.reason, key_path), code=match.code)
+    key_pems = {}
+    for name in (SERVER_KEY, CLIENT_KEY):
+        key_path = os.path.join(cert_dir, name)
+        key_pems[name] = fileio.read_bytes(key_path, 'host key')
+        key = keys.load_private_key(key_pems[name], key_path)
+        match = verify.verify_key_pair(cert, key)
+        if not match:
+            raise exception.PKIError(
+                '%s (key %s)' % (match.reason, key_path), code=match.code)
     trust = verify.TrustStore(
         keys.load_certificates(ca_pem),
         [keys.load_crl(crl_pem)] if crl_pem else [])
@@ -94,12 +195,69 @@ def install(cert_dir, cert_pem, ca_pem, crl_pem=None, now=None,
     if not verdict:
         raise exception.PKIError('not installing: %s' % verdict.reason,
                                  code=verdict.code)
+    uid, gid = owner if owner is not None else (-1, -1)
     files = [(SERVER_CERT, cert_pem), (CLIENT_CERT, cert_pem),
-             (CA_CERT, ca_pem)]
+             (CA_CERT, ca_pem)] + ([(CA_CRL, crl_pem)] if crl_pem else [])
+    libvirt = [(LIBVIRT_CA_CERT, ca_pem, CERT_MODE),
+               (LIBVIRT_SERVER_CERT, cert_pem, CERT_MODE),
+               (LIBVIRT_CLIENT_CERT, cert_pem, CERT_MODE),
+               (LIBVIRT_SERVER_KEY, key_pems[SERVER_KEY], KEY_MODE),
+               (LIBVIRT_CLIENT_KEY, key_pems[CLIENT_KEY], KEY_MODE)]
     if crl_pem:
-        files.append((CA_CRL, crl_pem))
+        libvirt.insert(1, (LIBVIRT_CA_CRL, crl_pem, CERT_MODE))
+    written = []
     with fileio.locked(cert_dir):
         for name, data in files:
-            fileio.write_atomic(os.path.join(cert_dir, name), data,
-                                mode=0o644, overwrite=True)
-    return verdict
+            written.append(_write(os.path.join(cert_dir, name), data,
+                                  CERT_MODE, uid, gid))
+        for name in (SERVER_KEY, CLIENT_KEY):
+            written.append(_key_access(os.path.join(cert_dir, name), uid,
+                                       key_gid))
+        if libvirt_pki_dir:
+            for name, mode in _LIBVIRT_DIRS:
+                _make_dir(os.path.join(libvirt_pki_dir, name), mode, uid,
+                          gid)
+            for name, data, mode in libvirt:
+                written.append(_write(os.path.join(libvirt_pki_dir, name),
+                                      data, mode, uid, gid))
+    return Installation(verdict, tuple(written))
+
+
+def _write(path, data, mode, uid, gid):
+    fileio.write_atomic(path, data, mode=mode, overwrite=True, uid=uid,
+                        gid=gid)
+    st = os.stat(path)
+    return InstalledFile(path, mode, st.st_uid, st.st_gid)
+
+
+def _make_dir(path, mode, uid, gid):
+    os.makedirs(path, mode=mode, exist_ok=True)
+    try:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    except OSError as e:
+        raise exception.PKIError('cannot set the owner or mode of %s: %s '
+                                 '(run as root)' % (path, e.strerror),
+                                 code='chown_failed') from e
+
+
+def _key_access(path, uid, gid):
+    """Give the key ``path`` to ``uid`` and group ``gid`` (0640).
+
+    Without ``gid`` the group is kept and every bit beyond 0740 dropped.
+    A key changing group is made 0600 first, so that it is never
+    readable by a group it is not meant for, even between the calls.
+    """
+    st = os.stat(path)
+    mode = GROUP_KEY_MODE if gid is not None else st.st_mode & 0o740
+    try:
+        if gid is not None and gid != st.st_gid:
+            os.chmod(path, KEY_MODE)
+        os.chown(path, uid, -1 if gid is None else gid)
+        os.chmod(path, mode)
+    except OSError as e:
+        raise exception.PKIError('cannot set the owner or mode of %s: %s '
+                                 '(run as root)' % (path, e.strerror),
+                                 code='chown_failed') from e
+    st = os.stat(path)
+    return InstalledFile(path, mode, st.st_uid, st.st_gid)

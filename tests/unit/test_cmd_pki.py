@@ -36,7 +36,9 @@ class EnrollmentCommandsTest(unittest.TestCase):
                 '--token', token, '--out', cert)
         self.ok('pki', 'install', '--cert', cert, '--ca',
                 os.path.join(self.ca, 'ca-cert.pem'), '--crl',
-                os.path.join(self.ca, 'ca-crl.pem'), '--cert-dir', cert_dir)
+                os.path.join(self.ca, 'ca-crl.pem'), '--cert-dir', cert_dir,
+                '--libvirt-pki-dir', os.path.join(self.tmp, name + '-pki'),
+                '--owner', str(os.getuid()), '--group', str(os.getgid()))
         return cert_dir, token, csr
 
     def verify(self, cert_dir, *extra):
