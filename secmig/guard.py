@@ -6,16 +6,20 @@ and turns its refusals into Nova errors; the guards of the source and the
 destination talk to each other through a :class:`PeerChannel` (RPC in
 Nova, direct calls in unit tests). The order of one migration::
 
-    destination  authorise_incoming   policy, TLS settings, then the
+    destination  authorise_incoming   policy, TLS settings, the address
+                                      QEMU will connect to, then the
                                       handshake as initiator:
     source         answer_hello       (auth1 -> auth2)
     source         answer_confirm     (auth3 -> authenticated)
     destination                       policy with the source's proven
                                       identity -> authorised
     source       authorise_outgoing   needs the completed handshake;
-                                      policy again from the source's view
-    source       start_outgoing       at the libvirt call: flags must be
-                                      encrypted; per-migration tuning
+                                      policy again from the source's view;
+                                      the flags and control URI Nova will
+                                      use (encrypted, post-copy)
+    source       start_outgoing       at the libvirt call: the same
+                                      checks again, the names QEMU will
+                                      verify; per-migration tuning
     both         record_phase         copied, activated, rolled back,
                                       source cleaned up, failed
 
@@ -203,7 +207,7 @@ class HostGuard:
 
     def authorise_incoming(self, migration_id, request, instance,
                            source_host, settings, peer, aggregates=(),
-                           availability_zone=None):
+                           availability_zone=None, inbound_addr=None):
         """Decide, on the destination, whether to accept a migration.
 
         :param request: :class:`~secmig.policy.facts.Request`
@@ -211,6 +215,10 @@ class HostGuard:
         :param settings: the Decision of :func:`secmig.tls.check_settings`
             for this host's libvirt settings
         :param peer: a :class:`PeerChannel` to the source
+        :param inbound_addr: the address the source will be told to
+            migrate to (Nova's ``[libvirt] live_migration_inbound_addr``),
+            the name QEMU on the source will verify this host's
+            certificate against; it must be one of the certificate's names
         """
         evidence = {'requester': request.credentials.get('user_id'),
                     'source_host': source_host,
@@ -219,7 +227,8 @@ class HostGuard:
                     **evidence)
         decision, proof = self._incoming(migration_id, request, instance,
                                          source_host, settings, peer,
-                                         aggregates, availability_zone)
+                                         aggregates, availability_zone,
+                                         inbound_addr)
         evidence.update(proof)
         decision = self._conclude('authorised', decision, migration_id,
                                   instance.uuid, **evidence)
@@ -235,7 +244,8 @@ class HostGuard:
         return decision
 
     def _incoming(self, migration_id, request, instance, source_host,
-                  settings, peer, aggregates, availability_zone):
+                  settings, peer, aggregates, availability_zone,
+                  inbound_addr):
         """The decision and the evidence gathered on the way."""
         policy, refusal = self._policy()
         if refusal is not None:
@@ -245,6 +255,15 @@ class HostGuard:
         creds, trust, own = self._identity()
         if not own:
             return own, {}
+        names = tuple(own.details.get('names') or ())
+        if inbound_addr and not verify.name_in(inbound_addr, names):
+            return Decision.refuse(
+                'inbound_addr_not_in_certificate', 'QEMU on the source will '
+                'verify this host\'s certificate against %s ([libvirt] '
+                'live_migration_inbound_addr), which is not among its names '
+                '(%s): enroll the host with that address, or set the option '
+                'to one of them' % (inbound_addr, ', '.join(names)),
+                inbound_addr=inbound_addr, names=list(names)), {}
         try:
             binding = binding_mod.Binding(migration_id, instance.uuid,
                                           source_host, self.host,
@@ -355,13 +374,17 @@ class HostGuard:
                            report_authenticated=False)
 
     def authorise_outgoing(self, request, instance, settings,
-                           placement=lambda host: ((), None)):
+                           placement=lambda host: ((), None),
+                           transport=None):
         """Decide, on the source, whether to send an instance away.
 
         Needs the handshake the destination completed with this host for
         this instance; the destination is the host that proved itself.
         ``placement(host)`` returns ``(aggregate names, availability
-        zone)`` of that host.
+        zone)`` of that host. ``transport(host)`` returns ``(flags,
+        control URI, bits)``: what Nova will hand libvirt to migrate to
+        that host (see :func:`secmig.tls.check_migration`); they are
+        checked with the policy's constraints before anything moves.
         """
         proof = self._authenticated.pop(instance.uuid)
         if proof is None:
@@ -381,6 +404,13 @@ class HostGuard:
                         details['initiator_fingerprint']}
         decision = self._outgoing(request, instance, settings, details,
                                   dest_host, *placement(dest_host))
+        if decision and transport is not None:
+            flags, uri, bits = transport(dest_host)
+            checked = tls.check_migration(
+                flags, uri, decision.details.get('constraints', {}), bits)
+            if not checked:
+                decision = checked
+            evidence['tls_flags'] = checked.details.get('flags', [])
         decision = self._conclude('authorised', decision, migration_id,
                                   instance.uuid, **evidence)
         if decision:
@@ -417,8 +447,15 @@ class HostGuard:
                                      policy, self.clock())
 
     def start_outgoing(self, instance_uuid, destination_uri, flags,
-                       bandwidth_mib, parallel, bits):
+                       bandwidth_mib, parallel, bits, migrate_uri=None):
         """At the libvirt call: ``(Decision, Tuning or None)``.
+
+        The host of the control URI and the host of ``migrate_uri`` (the
+        ``tls-hostname`` libvirt gives QEMU) must both be names of the
+        certificate the destination authenticated with. Without a
+        ``migrate_uri`` the destination's libvirtd chooses the address
+        (qemu.conf ``migration_host``, else its hostname): secmig cannot
+        see it here.
 
         :param bits: ``{flag name: bit}`` for :data:`secmig.tls.FLAG_NAMES`
         """
@@ -430,13 +467,16 @@ class HostGuard:
                 % (instance_uuid, self.host))
             return self._conclude('started', decision, 'unknown',
                                   instance_uuid), None
-        decision = tls.check_flags(flags, destination_uri, bits)
+        decision = tls.check_migration(flags, destination_uri,
+                                       auth.constraints, bits)
         target = urllib.parse.urlsplit(destination_uri or '').hostname
         if decision and not verify.name_in(target, auth.dest_names):
             decision = Decision.refuse(
                 'destination_mismatch', 'libvirt was asked to migrate to %s, '
                 'but the host authenticated for this migration is %s (%s)'
                 % (target, auth.dest_host, ', '.join(auth.dest_names)))
+        if decision and migrate_uri:
+            decision = _check_migrate_uri(migrate_uri, flags, bits, auth)
         tuning = None
         if decision:
             tuning = tls.tune(flags, bandwidth_mib, parallel,
@@ -474,6 +514,22 @@ class HostGuard:
             evidence['reason'] = reason
         return self.record(step, migration_id, instance_uuid, outcome,
                            **evidence)
+
+
+def _check_migrate_uri(migrate_uri, flags, bits, auth):
+    """The migrate URI's host is the ``tls-hostname`` QEMU verifies."""
+    name = urllib.parse.urlsplit(migrate_uri).hostname
+    if flags & bits['VIR_MIGRATE_TUNNELLED'] or verify.name_in(
+            name, auth.dest_names):
+        return Decision.allow('QEMU will verify %s' % name)
+    return Decision.refuse(
+        'tls_hostname_mismatch', 'QEMU would verify the destination\'s '
+        'certificate against %s (the host of the migrate URI %s, from '
+        '[libvirt] live_migration_inbound_addr on %s), which is not among '
+        'the names of the certificate %s authenticated with (%s)'
+        % (name, migrate_uri, auth.dest_host, auth.dest_host,
+           ', '.join(auth.dest_names)), tls_hostname=name,
+        names=list(auth.dest_names))
 
 
 def _ends(auth):

@@ -104,14 +104,15 @@ class GuardTestBase(unittest.TestCase):
         return g
 
     def incoming(self, dest='dst', source='src', instance=None,
-                 request=ADMIN, settings=TLS_SETTINGS, channel=None):
+                 request=ADMIN, settings=TLS_SETTINGS, channel=None,
+                 inbound_addr=None):
         return self.guards[dest].authorise_incoming(
             self.migration, request, instance or self.instance, source,
-            settings, channel or self.channel)
+            settings, channel or self.channel, inbound_addr=inbound_addr)
 
-    def outgoing(self, source='src', request=ADMIN):
+    def outgoing(self, source='src', request=ADMIN, transport=None):
         return self.guards[source].authorise_outgoing(
-            request, self.instance, TLS_SETTINGS)
+            request, self.instance, TLS_SETTINGS, transport=transport)
 
     def steps(self, host):
         """``[(step, outcome, decision code)]`` of ``host``'s journal."""
@@ -130,13 +131,14 @@ class PermittedMigrationTest(GuardTestBase):
         self.assertTrue(dst.allowed, dst)
         src = self.outgoing()
         self.assertTrue(src.allowed, src)
-        flags = LIVE | BITS['VIR_MIGRATE_TLS'] | BITS['VIR_MIGRATE_POSTCOPY']
+        flags = LIVE | BITS['VIR_MIGRATE_TLS']
         started, tuning = self.guards['src'].start_outgoing(
-            self.instance.uuid, 'qemu+tls://dst/system', flags, 0, 1, BITS)
+            self.instance.uuid, 'qemu+tls://dst/system', flags, 0, 1, BITS,
+            migrate_uri='tcp://dst')
         self.assertTrue(started.allowed, started)
-        # The policy forbids post-copy and caps the bandwidth.
-        self.assertFalse(tuning.flags & BITS['VIR_MIGRATE_POSTCOPY'])
-        self.assertTrue(tuning.flags & BITS['VIR_MIGRATE_AUTO_CONVERGE'])
+        # Nova's flags unchanged (no auto-converge the operator did not
+        # permit); the policy caps the bandwidth.
+        self.assertEqual(flags, tuning.flags)
         self.assertEqual(500, tuning.bandwidth_mib)
         self.assertIn('VIR_MIGRATE_TLS', started.details['flags'])
         for step in ('copied', 'source_cleaned_up'):
@@ -207,6 +209,114 @@ class RefusalTest(GuardTestBase):
             self.instance.uuid, 'qemu+tls://127.0.0.1/system', flags, 0, 1,
             BITS)
         self.assertTrue(decision.allowed, decision)
+
+    def test_plaintext_flags_refused_at_the_checks(self):
+        """The source checks the flags and URI Nova will use, up front."""
+        seen = []
+
+        def transport(flags, uri):
+            return lambda host: seen.append(host) or (flags, uri % host,
+                                                      BITS)
+
+        self.assertTrue(self.incoming())
+        decision = self.outgoing(
+            transport=transport(LIVE, 'qemu+tls://%s/system'))
+        self.assertRefused('plaintext_migration', decision)
+        self.assertEqual(['dst'], seen)
+        self.assertIsNone(self.guards['src'].is_authorised(
+            self.instance.uuid))
+        self.assertIn(('refused', 'failure', 'plaintext_migration'),
+                      self.steps('src'))
+        for uri, code in (('qemu+tcp://%s/system', 'plaintext_control'),
+                          ('qemu+tls://%s/system?no_verify=1',
+                           'weak_tls_uri'),
+                          ('qemu+tls://%s/system?pkipath=/tmp/x',
+                           'weak_tls_uri')):
+            self.assertTrue(self.incoming())
+            decision = self.outgoing(transport=transport(
+                LIVE | BITS['VIR_MIGRATE_TLS'], uri))
+            self.assertRefused(code, decision)
+        self.assertTrue(self.incoming())
+        self.assertTrue(self.outgoing(transport=transport(
+            LIVE | BITS['VIR_MIGRATE_TLS'], 'qemu+tls://%s/system')))
+
+    def test_forbidden_post_copy_refused_at_the_checks(self):
+        self.assertTrue(self.incoming())
+        flags = LIVE | BITS['VIR_MIGRATE_TLS'] | BITS['VIR_MIGRATE_POSTCOPY']
+        decision = self.outgoing(transport=lambda host: (
+            flags, 'qemu+tls://%s/system' % host, BITS))
+        self.assertRefused('post_copy_forbidden', decision)
+        self.assertIn('live_migration_permit_post_copy = false',
+                      decision.reason)
+        self.assertIsNone(self.guards['src'].is_authorised(
+            self.instance.uuid))
+
+    def test_forbidden_post_copy_refused_at_the_libvirt_call(self):
+        """Not removed behind Nova's back: Nova may switch to post-copy."""
+        self.assertTrue(self.incoming())
+        self.assertTrue(self.outgoing())
+        flags = LIVE | BITS['VIR_MIGRATE_TLS'] | BITS['VIR_MIGRATE_POSTCOPY']
+        decision, tuning = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://dst/system', flags, 0, 1, BITS)
+        self.assertRefused('post_copy_forbidden', decision)
+        self.assertIsNone(tuning)
+
+    def test_post_copy_under_a_bandwidth_cap(self):
+        path = os.path.join(self.work, 'post-copy-policy.yaml')
+        with open(POLICY) as f, open(path, 'w') as g:
+            g.write(f.read().replace('post_copy: forbidden',
+                                     'post_copy: allowed'))
+        for name in ('src', 'dst'):
+            self.guards[name] = self.make_guard(name, policy=path)
+        flags = LIVE | BITS['VIR_MIGRATE_TLS'] | BITS['VIR_MIGRATE_POSTCOPY']
+
+        def transport(host):
+            return flags, 'qemu+tls://%s/system' % host, BITS
+
+        self.assertTrue(self.incoming())
+        decision = self.outgoing(transport=transport)
+        self.assertRefused('post_copy_uncapped', decision)
+        self.assertIn('500 MiB/s', decision.reason)
+        # Without a cap, post-copy is Nova's to use: the flag stays.
+        with open(path) as f:
+            text = f.read().replace('max_bandwidth_mib: 500', '')
+        with open(path, 'w') as f:
+            f.write(text)
+        for name in ('src', 'dst'):
+            self.guards[name] = self.make_guard(name, policy=path)
+        self.assertTrue(self.incoming())
+        self.assertTrue(self.outgoing(transport=transport))
+        decision, tuning = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://dst/system', flags, 0, 1, BITS)
+        self.assertTrue(decision.allowed, decision)
+        self.assertEqual(flags, tuning.flags)
+
+    def test_migrate_uri_host_must_be_named_in_the_certificate(self):
+        """The migrate URI's host is the tls-hostname QEMU verifies."""
+        self.assertTrue(self.incoming())
+        self.assertTrue(self.outgoing())
+        flags = LIVE | BITS['VIR_MIGRATE_TLS']
+        decision, tuning = self.guards['src'].start_outgoing(
+            self.instance.uuid, 'qemu+tls://dst/system', flags, 0, 1, BITS,
+            migrate_uri='tcp://192.0.2.7')
+        self.assertRefused('tls_hostname_mismatch', decision)
+        self.assertEqual('192.0.2.7', decision.details['tls_hostname'])
+        self.assertIn('192.0.2.7', decision.reason)
+        self.assertIsNone(tuning)
+        for uri in ('tcp://127.0.0.1', 'tcp://dst', 'tcp://dst:49152'):
+            decision, _ = self.guards['src'].start_outgoing(
+                self.instance.uuid, 'qemu+tls://dst/system', flags, 0, 1,
+                BITS, migrate_uri=uri)
+            self.assertTrue(decision.allowed, (uri, decision))
+
+    def test_inbound_addr_must_be_named_in_the_certificate(self):
+        decision = self.incoming(inbound_addr='192.0.2.7')
+        self.assertRefused('inbound_addr_not_in_certificate', decision)
+        self.assertIn('192.0.2.7', decision.reason)
+        self.assertIn('live_migration_inbound_addr', decision.reason)
+        self.assertIsNone(self.guards['dst'].is_authorised(
+            self.instance.uuid))
+        self.assertTrue(self.incoming(inbound_addr='127.0.0.1'))
 
     def test_source_refuses_without_a_handshake(self):
         self.assertRefused('not_authenticated', self.outgoing())
