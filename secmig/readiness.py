@@ -17,8 +17,10 @@ import getpass
 import os
 import re
 import shutil
+import stat
 import subprocess
 
+from cryptography.hazmat.primitives import hashes
 from oslo_config import cfg
 from oslo_config import types
 from oslo_upgradecheck.upgradecheck import Code
@@ -27,6 +29,7 @@ from oslo_upgradecheck.upgradecheck import Result
 from secmig.audit import verify as audit_verify
 from secmig.auth import credentials
 from secmig import exception
+from secmig.pki import access
 from secmig.pki import clearance
 from secmig.pki import fileio
 from secmig.pki import host as host_files
@@ -41,9 +44,19 @@ WARN_DAYS = 30
 CRL_WARN = datetime.timedelta(days=1)
 #: libvirt's default for migrate_tls_x509_cert_dir.
 QEMU_DEFAULT_CERT_DIR = '/etc/pki/qemu'
+#: libvirtd's PKI root (its CA/ and libvirt/ directories).
+LIBVIRT_PKI_DIR = host_files.LIBVIRT_PKI_DIR
+#: Where ``systemctl enable`` links socket units.
+SYSTEMD_DIR = '/etc/systemd/system'
+#: The user nova-compute runs as in the distributions' packages.
+SERVICE_USER = 'nova'
 SCHEDULER_FILTER = 'secmig.nova.filter.SecureMigrationFilter'
 ENROLL = ('enroll this host: "secmig pki host-key", "secmig pki sign" on '
           'the CA, "secmig pki install"')
+
+UNREADABLE = ('run this check as root, make the file readable by its '
+              'owner (root) and its group (kvm: chmod 0640 for a key), and '
+              'read "Service user access"')
 
 _PKI_REMEDIES = {
     'expired': 'renew it ("secmig pki renew" on the CA, then "secmig pki '
@@ -121,7 +134,8 @@ def check_certificates(cert_dir, host, margin, min_rsa_bits=2048,
                 return refusal
             certs.append(cert)
     except exception.SecmigError as e:
-        return failure('%s (%s)' % (e, e.code), ENROLL)
+        return failure('%s (%s)' % (e, e.code),
+                       UNREADABLE if e.code == 'unreadable_file' else ENROLL)
     return _expiry(certs[0], trust, host, now, warn_days)
 
 
@@ -207,6 +221,134 @@ def check_ca(cert_dir, require_crl=True, now=None, warn_days=WARN_DAYS):
                            'copy ca-crl.pem here')
     return success('CA %s and its CRL installed in %s'
                    % (trust.ca_certs[0].subject.rfc4514_string(), cert_dir))
+
+
+def libvirtd_tls_files(pki_dir=LIBVIRT_PKI_DIR, settings=None):
+    """The files libvirtd's TLS reads, by role, as absolute paths.
+
+    libvirtd's server side takes ``ca_file``, ``cert_file``, ``key_file``
+    and ``crl_file`` from libvirtd.conf (``settings``, as
+    :func:`parse_libvirt_conf` returns them) when set; the client side
+    (the source host's libvirtd connecting to the destination) always
+    reads the fixed paths under ``pki_dir``.
+    """
+    settings = settings or {}
+
+    def path(name):
+        return os.path.join(pki_dir, name)
+    return {
+        'ca': settings.get('ca_file') or path(host_files.LIBVIRT_CA_CERT),
+        'crl': settings.get('crl_file') or path(host_files.LIBVIRT_CA_CRL),
+        'server_cert': (settings.get('cert_file')
+                        or path(host_files.LIBVIRT_SERVER_CERT)),
+        'server_key': (settings.get('key_file')
+                       or path(host_files.LIBVIRT_SERVER_KEY)),
+        'client_ca': path(host_files.LIBVIRT_CA_CERT),
+        'client_cert': path(host_files.LIBVIRT_CLIENT_CERT),
+        'client_key': path(host_files.LIBVIRT_CLIENT_KEY),
+    }
+
+
+def _libvirtd_remedy(pki_dir):
+    return ('"secmig pki install --cert CERT --ca ca-cert.pem --crl '
+            'ca-crl.pem --libvirt-pki-dir %s" writes libvirtd\'s files '
+            'beside QEMU\'s' % pki_dir)
+
+
+def check_libvirtd_certificates(pki_dir, qemu_cert_dir, host, margin,
+                                min_rsa_bits=2048, require_crl=True,
+                                now=None, warn_days=WARN_DAYS,
+                                libvirtd_conf=None):
+    """libvirtd's own TLS files: the ``qemu+tls://`` control connection.
+
+    Nova's peer-to-peer live migration always opens it, whatever QEMU's
+    settings. Failure: a file is missing (:func:`libvirtd_tls_files`),
+    a key is readable by every user or does not match its certificate,
+    a certificate fails verification for ``host`` against libvirtd's CA
+    and CRL, or libvirtd trusts other CA certificates than QEMU's in
+    ``qemu_cert_dir``. Warning: expiry within ``warn_days``, or
+    libvirtd's CRL is older than QEMU's.
+    """
+    now = now or _utcnow()
+    remedy = _libvirtd_remedy(pki_dir)
+    try:
+        settings = (_read_libvirt_conf(libvirtd_conf)
+                    if libvirtd_conf else {})
+    except exception.SecmigError as e:
+        return failure(str(e), 'give libvirtd.conf with --libvirtd-config')
+    files = libvirtd_tls_files(pki_dir, settings)
+    needed = [files[k] for k in ('ca', 'server_cert', 'server_key',
+                                 'client_ca', 'client_cert', 'client_key')]
+    if require_crl:
+        needed.append(files['crl'])
+    missing = [p for p in dict.fromkeys(needed) if not os.path.exists(p)]
+    if missing:
+        return failure('libvirtd\'s TLS lacks %s: the control connection '
+                       'of every live migration (qemu+tls) fails'
+                       % ', '.join(missing), remedy)
+    try:
+        crl = files['crl'] if os.path.exists(files['crl']) else None
+        trust = verify.TrustStore.from_files(files['ca'], crl)
+        certs = []
+        for cert_key in (('server_cert', 'server_key'),
+                         ('client_cert', 'client_key')):
+            refusal, cert = _check_pair(
+                pki_dir, files[cert_key[0]], files[cert_key[1]], trust,
+                host, margin, min_rsa_bits, require_crl, now)
+            if refusal is not None:
+                return refusal
+            certs.append(cert)
+        problem = _same_ca(files, qemu_cert_dir, trust)
+    except exception.SecmigError as e:
+        return failure('%s (%s)' % (e, e.code), remedy)
+    if problem is not None:
+        return problem
+    result = _expiry(certs[0], trust, host, now, warn_days)
+    if result.code != Code.SUCCESS:
+        return result
+    stale = _older_crl(crl, os.path.join(qemu_cert_dir, host_files.CA_CRL))
+    if stale is not None:
+        return stale
+    return success('libvirtd: certificate of %s valid until %s, same CA '
+                   'as QEMU\'s (%s)' % (host, certs[0].not_valid_after_utc
+                                        .date(), files['server_cert']))
+
+
+def _fingerprints(certs):
+    return {c.fingerprint(hashes.SHA256()) for c in certs}
+
+
+def _same_ca(files, qemu_cert_dir, trust):
+    qemu_ca = os.path.join(qemu_cert_dir, host_files.CA_CERT)
+    if not os.path.exists(qemu_ca):
+        return None     # the QEMU check reports it
+    qemu = _fingerprints(verify.TrustStore.from_files(qemu_ca).ca_certs)
+    for path in dict.fromkeys((files['ca'], files['client_ca'])):
+        theirs = (trust.ca_certs if path == files['ca'] else
+                  verify.TrustStore.from_files(path).ca_certs)
+        if _fingerprints(theirs) != qemu:
+            return failure('%s and %s hold different CA certificates: '
+                           'libvirtd and QEMU would not trust the same '
+                           'hosts' % (path, qemu_ca),
+                           'install both from the same CA with "secmig '
+                           'pki install"')
+    return None
+
+
+def _older_crl(crl_path, qemu_crl_path):
+    if not crl_path or not os.path.exists(qemu_crl_path):
+        return None
+    mine = keys.load_crl(fileio.read_bytes(crl_path, 'revocation list'),
+                         crl_path)
+    qemu = keys.load_crl(fileio.read_bytes(qemu_crl_path,
+                                           'revocation list'),
+                         qemu_crl_path)
+    if mine.last_update_utc < qemu.last_update_utc:
+        return warning('%s is older than %s: libvirtd may accept a host '
+                       'revoked since' % (crl_path, qemu_crl_path),
+                       'copy the newest ca-crl.pem to both ("secmig pki '
+                       'install --crl")')
+    return None
 
 
 # nova.conf -----------------------------------------------------------------
@@ -400,17 +542,85 @@ def check_qemu(qemu_conf, cert_dir, libvirtd_conf=None):
                                                            cert_dir),
                        'set migrate_tls_x509_cert_dir = "%s"' % cert_dir)
     if daemon is not None:
-        if daemon.get('listen_tls', 1) != 1:
-            return failure('%s: listen_tls = 0: the libvirtd control '
-                           'connection cannot use TLS' % libvirtd_conf,
-                           'set listen_tls = 1 (or enable libvirtd-tls.'
-                           'socket under systemd socket activation)')
-        if daemon.get('listen_tcp', 0) == 1:
-            return warning('%s: listen_tcp = 1: libvirtd also accepts '
-                           'plain TCP connections' % libvirtd_conf,
-                           'set listen_tcp = 0')
+        problem = _listen_settings(daemon, libvirtd_conf)
+        if problem is not None:
+            return problem
     return success('%s: TLS forced on QEMU migrations, peers verified, '
                    'certificates from %s' % (qemu_conf, qemu_dir))
+
+
+def _listen_settings(daemon, libvirtd_conf):
+    if daemon.get('listen_tls', 1) != 1:
+        return failure('%s: listen_tls = 0: the libvirtd control '
+                       'connection cannot use TLS' % libvirtd_conf,
+                       'set listen_tls = 1 and restart libvirtd (or enable '
+                       'libvirtd-tls.socket under systemd socket '
+                       'activation)')
+    if daemon.get('listen_tcp', 0) == 1:
+        return failure('%s: listen_tcp = 1: libvirtd also accepts plain '
+                       'TCP connections, unencrypted' % libvirtd_conf,
+                       'set listen_tcp = 0 and restart libvirtd')
+    return None
+
+
+_TLS_SOCKETS = ('libvirtd-tls.socket', 'virtproxyd-tls.socket')
+_TCP_SOCKETS = ('libvirtd-tcp.socket', 'virtproxyd-tcp.socket')
+
+
+def enabled_units(systemd_dir=SYSTEMD_DIR):
+    """Names of the units linked in ``systemd_dir``'s ``*.wants``."""
+    units = set()
+    try:
+        wants = [d for d in os.listdir(systemd_dir) if d.endswith('.wants')]
+    except OSError:
+        return units
+    for directory in wants:
+        try:
+            units.update(os.listdir(os.path.join(systemd_dir, directory)))
+        except OSError:
+            continue
+    return units
+
+
+def check_libvirtd_listener(libvirtd_conf=None, systemd_dir=SYSTEMD_DIR):
+    """libvirtd listens for TLS, and not for plain TCP.
+
+    With systemd socket activation the socket units listen
+    (``libvirtd-tls.socket``, or ``virtproxyd-tls.socket`` with the
+    modular daemons) and libvirtd.conf's ``listen_*`` are ignored;
+    otherwise libvirtd runs with ``--listen`` and ``listen_tls = 1``.
+    Failure: a plain TCP socket unit is enabled, or libvirtd.conf says
+    ``listen_tls = 0`` or ``listen_tcp = 1``. Warning: neither a TLS
+    socket unit nor libvirtd.conf tells.
+    """
+    units = enabled_units(systemd_dir)
+    tcp = [u for u in _TCP_SOCKETS if u in units]
+    if tcp:
+        return failure('%s enabled: libvirtd accepts plain TCP '
+                       'connections, unencrypted' % ', '.join(tcp),
+                       'systemctl disable --now %s' % ' '.join(tcp))
+    if libvirtd_conf:
+        try:
+            daemon = _read_libvirt_conf(libvirtd_conf)
+        except exception.SecmigError as e:
+            return failure(str(e), 'give libvirtd.conf with '
+                           '--libvirtd-config')
+        problem = _listen_settings(daemon, libvirtd_conf)
+        if problem is not None:
+            return problem
+    tls = [u for u in _TLS_SOCKETS if u in units]
+    if tls:
+        return success('%s enabled (systemd socket activation)'
+                       % ', '.join(tls))
+    if libvirtd_conf:
+        return success('%s: listen_tls = 1, listen_tcp = 0 (libvirtd must '
+                       'run with --listen: LIBVIRTD_ARGS="--listen" in '
+                       '/etc/default/libvirtd)' % libvirtd_conf)
+    return warning('cannot tell whether libvirtd listens for TLS: no TLS '
+                   'socket unit enabled in %s and no libvirtd.conf given'
+                   % systemd_dir,
+                   'systemctl enable --now libvirtd-tls.socket, or give '
+                   'libvirtd.conf with --libvirtd-config')
 
 
 # Policy, audit -------------------------------------------------------------
@@ -462,6 +672,82 @@ def check_audit(journal_path, trust=None):
                        'keep it as evidence; "secmig audit verify %s" '
                        'locates the damage' % journal_path)
     return success('%s: %s' % (journal_path, verdict.reason))
+
+
+# The user nova-compute runs as ---------------------------------------------
+
+def check_service_access(user_name, cert_dir, journal_path, explicit=True):
+    """nova-compute's user can read the host key and write the journal.
+
+    secmig's guard runs inside nova-compute: it signs handshakes with
+    ``server-key.pem`` in ``cert_dir`` and appends to the journal at
+    ``journal_path``. Decided from modes, owners and the user's groups
+    (:mod:`secmig.pki.access`), so that root can check for the service
+    user. ``user_name`` is a name or an :class:`access.User`. Failure: a
+    file or directory on the way denies it, or ``user_name`` does not
+    exist and was given ``explicit``-ly; without ``explicit`` a missing
+    user is reported as not checked.
+    """
+    try:
+        user = (user_name if isinstance(user_name, access.User)
+                else access.User.named(user_name))
+    except KeyError:
+        if explicit:
+            return failure('user %s does not exist' % user_name,
+                           'give the user nova-compute runs as with '
+                           '--service-user')
+        return success('no user %s here; not checked (give the user '
+                       'nova-compute runs as with --service-user)'
+                       % user_name)
+    problems, remedies = [], []
+    for name in (host_files.SERVER_KEY, host_files.SERVER_CERT,
+                 host_files.CA_CERT, host_files.CA_CRL):
+        path = os.path.join(cert_dir, name)
+        if not os.path.exists(path):
+            continue    # the certificate check reports it
+        denial = access.check(user, path, access.READ)
+        if denial is not None:
+            problems.append(str(denial))
+            remedies.append(_read_remedy(denial, user))
+            break
+    journal_problem = _journal_access(user, journal_path)
+    if journal_problem is not None:
+        problems.append(journal_problem[0])
+        remedies.append(journal_problem[1])
+    if problems:
+        return failure('%s: secmig in nova-compute refuses every migration'
+                       % '; '.join(problems), '; '.join(remedies))
+    return success('%s can read the host key in %s and write the journal '
+                   'in %s' % (user.name, cert_dir,
+                              os.path.dirname(journal_path)))
+
+
+def _read_remedy(denial, user):
+    if denial.need == 'enter':
+        return 'chmod 0755 %s' % denial.path
+    if denial.group not in ('root', '0') and denial.mode & 0o040:
+        return ('usermod -a -G %s %s, then restart nova-compute'
+                % (denial.group, user.name))
+    return ('"secmig pki install --group kvm" (the key becomes root:kvm '
+            '0640) and "usermod -a -G kvm %s", then restart nova-compute'
+            % user.name)
+
+
+def _journal_access(user, journal_path):
+    directory = os.path.dirname(os.path.abspath(journal_path))
+    remedy = ('install -d -o %s -g %s -m 0750 %s'
+              % (user.name, user.name, directory))
+    if os.path.exists(journal_path):
+        denial = access.check(user, journal_path, access.READ | access.WRITE)
+        if denial is not None:
+            return str(denial), 'chown %s %s' % (user.name, journal_path)
+    existing = access.nearest_existing(directory)
+    if not stat.S_ISDIR(os.stat(existing).st_mode):
+        return '%s is not a directory' % existing, remedy
+    denial = access.check(user, existing, access.WRITE | access.SEARCH)
+    if denial is not None:
+        return str(denial), remedy
+    return None
 
 
 # Clock ---------------------------------------------------------------------

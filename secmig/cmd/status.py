@@ -40,10 +40,46 @@ cli_opts = [
     cfg.StrOpt('qemu-config', default='/etc/libvirt/qemu.conf',
                help='libvirt\'s qemu.conf (compute hosts).'),
     cfg.StrOpt('libvirtd-config',
-               help='libvirtd.conf, when libvirtd is configured through it '
-                    '(not with systemd socket activation): its listen_tls '
-                    'and listen_tcp are checked too.'),
+               help='libvirtd.conf (compute hosts): its listen_tls and '
+                    'listen_tcp, and the paths of libvirtd\'s TLS files '
+                    'when it sets them (key_file, cert_file, ca_file, '
+                    'crl_file).'),
+    cfg.StrOpt('libvirt-pki-dir', default=readiness.LIBVIRT_PKI_DIR,
+               help='libvirtd\'s PKI root, holding CA/cacert.pem and '
+                    'libvirt/ (compute hosts).'),
+    cfg.StrOpt('systemd-dir', default=readiness.SYSTEMD_DIR,
+               help='Where systemd links enabled units: libvirtd-tls.socket '
+                    'or libvirtd-tcp.socket enabled there are checked.'),
+    cfg.StrOpt('service-user',
+               help='The user nova-compute runs as, which must read the '
+                    'host key and write the audit journal (default: %s, '
+                    'when such a user exists).' % readiness.SERVICE_USER),
 ]
+
+
+def _guarded(check):
+    """Run ``check``; a broken configuration or file becomes a FAILURE.
+
+    secmig-status names the problem rather than printing a traceback:
+    an option with a bad value in secmig.conf, an unreadable file.
+    """
+    def run(self):
+        try:
+            return check(self)
+        except cfg.Error as e:
+            return readiness.failure(
+                'secmig configuration: %s' % _describe(e),
+                'correct it (see the check "secmig configuration"), then '
+                'run this check again')
+        except exception.SecmigError as e:
+            return readiness.failure('%s (%s)' % (e, e.code),
+                                     readiness.UNREADABLE)
+        except OSError as e:
+            return readiness.failure(
+                'cannot read %s: %s' % (e.filename, e.strerror),
+                readiness.UNREADABLE)
+    run.__doc__ = check.__doc__
+    return run
 
 
 class Checks(upgradecheck.UpgradeCommands):
@@ -70,6 +106,23 @@ class Checks(upgradecheck.UpgradeCommands):
         return self.conf.host or readiness.nova_host(
             self._nova_sections(), socket.gethostname())
 
+    def _check_config(self):
+        """Every option of secmig.conf has a valid value."""
+        bad = []
+        for name in sorted(self.conf):
+            item = self.conf[name]
+            if isinstance(item, cfg.ConfigOpts.GroupAttr):
+                for opt in sorted(item):
+                    bad.extend(_bad_value(item, opt, name))
+            else:
+                bad.extend(_bad_value(self.conf, name, None))
+        if bad:
+            return readiness.failure(
+                '; '.join(bad), 'correct the value in %s' % ', '.join(
+                    self.conf.config_file or ['the configuration']))
+        return readiness.success('%s: every option valid' % ', '.join(
+            self.conf.config_file or ['no configuration file, defaults']))
+
     def _check_certificates(self):
         pki = self.conf.pki
         if not self._compute:
@@ -77,6 +130,29 @@ class Checks(upgradecheck.UpgradeCommands):
         return readiness.check_certificates(
             pki.cert_dir, self.host(), pki.expiry_margin, pki.min_rsa_bits,
             pki.require_crl)
+
+    def _check_libvirtd_certificates(self):
+        if not self._compute:
+            return readiness.success('not a compute host')
+        pki = self.conf.pki
+        return readiness.check_libvirtd_certificates(
+            self.conf.libvirt_pki_dir, pki.cert_dir, self.host(),
+            pki.expiry_margin, pki.min_rsa_bits, pki.require_crl,
+            libvirtd_conf=self.conf.libvirtd_config)
+
+    def _check_libvirtd_listener(self):
+        if not self._compute:
+            return readiness.success('not a compute host')
+        return readiness.check_libvirtd_listener(self.conf.libvirtd_config,
+                                                 self.conf.systemd_dir)
+
+    def _check_service_user(self):
+        if not self._compute:
+            return readiness.success('not a compute host')
+        return readiness.check_service_access(
+            self.conf.service_user or readiness.SERVICE_USER,
+            self.conf.pki.cert_dir, self.conf.audit.journal_path,
+            explicit=self.conf.service_user is not None)
 
     def _check_nova(self):
         if not self._compute:
@@ -87,8 +163,7 @@ class Checks(upgradecheck.UpgradeCommands):
         if not self._compute:
             return readiness.success('not a compute host')
         return readiness.check_qemu(self.conf.qemu_config,
-                                    self.conf.pki.cert_dir,
-                                    self.conf.libvirtd_config)
+                                    self.conf.pki.cert_dir)
 
     def _check_policy(self):
         return readiness.check_policy(self.conf.policy.policy_file)
@@ -106,24 +181,55 @@ class Checks(upgradecheck.UpgradeCommands):
         return readiness.check_clock(self.conf.auth.max_clock_skew,
                                      readiness.read_clock())
 
-    _upgrade_checks = (
+    _upgrade_checks = tuple((name, _guarded(check)) for name, check in (
+        ('secmig configuration', _check_config),
         ('Host certificates', _check_certificates),
+        ('libvirtd certificates', _check_libvirtd_certificates),
         ('Nova configuration', _check_nova),
         ('libvirt and QEMU TLS', _check_qemu),
+        ('libvirtd TLS listener', _check_libvirtd_listener),
         ('Migration policy', _check_policy),
         ('Audit journal', _check_audit),
+        ('Service user access', _check_service_user),
         ('Clock synchronisation', _check_clock),
-    )
+    ))
+
+
+def _describe(error):
+    """oslo.config's message without its internal location record."""
+    text = str(error)
+    if isinstance(error, cfg.ConfigFileValueError) and (
+            'is not valid: ' in text):
+        text = 'not a valid value: ' + text.split('is not valid: ', 1)[1]
+    return text
+
+
+def _bad_value(group, name, group_name):
+    try:
+        getattr(group, name)
+    except cfg.Error as e:
+        return ['[%s] %s is %s' % (group_name or 'DEFAULT', name,
+                                   _describe(e))]
+    return []
 
 
 def main(argv=None):
-    """Console script ``secmig-status``."""
+    """Console script ``secmig-status``.
+
+    A configuration file that is missing or does not parse is named on
+    stderr, with exit status 2 (a failure), instead of a traceback.
+    """
     conf = cfg.ConfigOpts()
     secmig_conf.register_opts(conf)
     conf.register_cli_opts(cli_opts)
-    return upgradecheck.main(
-        conf, project='secmig', upgrade_command=Checks(conf),
-        argv=sys.argv[1:] if argv is None else list(argv))
+    try:
+        return upgradecheck.main(
+            conf, project='secmig', upgrade_command=Checks(conf),
+            argv=sys.argv[1:] if argv is None else list(argv))
+    except cfg.Error as e:
+        print('secmig-status: error: %s. Remedy: correct the file, or give '
+              'the right one with --config-file.' % e, file=sys.stderr)
+        return upgradecheck.Code.FAILURE
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ libvirtd.conf are written to a temporary directory.
 
 import contextlib
 import datetime
+import getpass
 import io
 import json
 import os
@@ -343,9 +344,11 @@ class TestQemu(Base):
         self.assertResult(Code.FAILURE, 'listen_tls = 0', readiness.check_qemu(
             qemu, '/etc/pki/qemu', self.write('libvirtd.conf',
                                               'listen_tls = 0\n')))
-        self.assertResult(Code.WARNING, 'plain TCP', readiness.check_qemu(
+        result = readiness.check_qemu(
             qemu, '/etc/pki/qemu', self.write('libvirtd.conf',
-                                              'listen_tcp = 1\n')))
+                                              'listen_tcp = 1\n'))
+        self.assertResult(Code.FAILURE, 'plain TCP', result)
+        self.assertIn('set listen_tcp = 0', result.details)
 
     def test_missing_qemu_conf_fails(self):
         self.assertResult(Code.FAILURE, 'cannot read', readiness.check_qemu(
@@ -469,8 +472,13 @@ class TestClock(unittest.TestCase):
 class TestCommand(Base):
     """The console script, through main() as the entry point calls it."""
 
-    def compute_files(self, nova=GOOD_NOVA):
-        cert_dir = self.host.cert_dir
+    def compute_files(self, nova=GOOD_NOVA, libvirt=True):
+        cert_dir = self.copy_cert_dir(self.host)
+        self.libvirt = os.path.join(self.dir, 'etc-pki')
+        if libvirt:
+            host_files.install(cert_dir, self.host.cert_pem,
+                               self.pki.ca_cert_pem, self.pki.crl_pem,
+                               libvirt_pki_dir=self.libvirt)
         with open(self.secmig_conf, 'w') as f:
             f.write('[pki]\ncert_dir = %s\n[policy]\npolicy_file = %s\n'
                     '[audit]\njournal_path = %s\n'
@@ -479,6 +487,14 @@ class TestCommand(Base):
         return (self.write('nova.conf', nova % {
             'secmig_conf': self.secmig_conf}),
             self.write('qemu.conf', GOOD_QEMU % {'cert_dir': cert_dir}))
+
+    def compute_args(self, nova, qemu, *extra):
+        return ('--nova-config', nova, '--qemu-config', qemu,
+                '--libvirtd-config', self.write('libvirtd.conf',
+                                                'listen_tls = 1\n'),
+                '--libvirt-pki-dir', self.libvirt,
+                '--systemd-dir', self.dir,
+                '--service-user', getpass.getuser()) + extra
 
     def run_main(self, *args):
         out = io.StringIO()
@@ -492,13 +508,14 @@ class TestCommand(Base):
 
     def test_good_compute_host(self):
         nova, qemu = self.compute_files()
-        rc, results = self.run_main('--nova-config', nova,
-                                    '--qemu-config', qemu)
-        self.assertEqual(['Host certificates', 'Nova configuration',
-                          'libvirt and QEMU TLS', 'Migration policy',
-                          'Audit journal', 'Clock synchronisation'],
+        rc, results = self.run_main(*self.compute_args(nova, qemu))
+        self.assertEqual(['secmig configuration', 'Host certificates',
+                          'libvirtd certificates', 'Nova configuration',
+                          'libvirt and QEMU TLS', 'libvirtd TLS listener',
+                          'Migration policy', 'Audit journal',
+                          'Service user access', 'Clock synchronisation'],
                          list(results))
-        for name in list(results)[:5]:
+        for name in list(results)[:-1]:
             self.assertEqual(Code.SUCCESS, results[name]['result'],
                              results[name]['details'])
         # the host name came from nova.conf's [DEFAULT] host
@@ -506,6 +523,80 @@ class TestCommand(Base):
                       results['Host certificates']['details'])
         self.assertIn(loader.load(POLICY).digest,
                       results['Migration policy']['details'])
+
+    def test_qemu_layout_alone_is_not_ready(self):
+        nova, qemu = self.compute_files(libvirt=False)
+        rc, results = self.run_main(*self.compute_args(nova, qemu))
+        self.assertEqual(Code.FAILURE, rc)
+        result = results['libvirtd certificates']
+        self.assertEqual(Code.FAILURE, result['result'])
+        self.assertIn("libvirtd's TLS lacks %s/CA/cacert.pem" % self.libvirt,
+                      result['details'])
+        self.assertEqual(Code.SUCCESS,
+                         results['Host certificates']['result'])
+
+    def test_libvirtd_listening_on_plain_tcp_fails(self):
+        nova, qemu = self.compute_files()
+        args = self.compute_args(nova, qemu)
+        conf = self.write('libvirtd.conf', 'listen_tls = 1\nlisten_tcp = 1\n')
+        rc, results = self.run_main(*args)
+        self.assertEqual(Code.FAILURE, rc)
+        self.assertIn('%s: listen_tcp = 1' % conf,
+                      results['libvirtd TLS listener']['details'])
+
+    def test_unparsable_secmig_conf_is_named_without_traceback(self):
+        with open(self.secmig_conf, 'w') as f:
+            f.write('[pki\ncert_dir = /etc/pki/qemu\n')
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = status.main(['--config-file', self.secmig_conf, 'upgrade',
+                              'check'])
+        self.assertEqual(Code.FAILURE, rc)
+        self.assertIn('secmig-status: error: Failed to parse %s'
+                      % self.secmig_conf, err.getvalue())
+        self.assertIn('Invalid section', err.getvalue())
+        self.assertNotIn('Traceback', err.getvalue())
+
+    def test_missing_secmig_conf_is_named(self):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = status.main(['--config-file', os.path.join(
+                self.dir, 'none.conf'), 'upgrade', 'check'])
+        self.assertEqual(Code.FAILURE, rc)
+        self.assertIn('none.conf', err.getvalue())
+        self.assertIn('Remedy:', err.getvalue())
+
+    def test_bad_value_in_secmig_conf_fails_every_check_it_touches(self):
+        nova, qemu = self.compute_files()
+        with open(self.secmig_conf, 'a') as f:
+            f.write('expiry_margin = soon\n'.join(['[pki]\n', '']))
+        rc, results = self.run_main(*self.compute_args(nova, qemu))
+        self.assertEqual(Code.FAILURE, rc)
+        config = results['secmig configuration']
+        self.assertEqual(Code.FAILURE, config['result'])
+        self.assertIn("[pki] expiry_margin is not a valid value: invalid "
+                      "literal for int() with base 10: 'soon'",
+                      config['details'])
+        self.assertIn('correct the value in %s' % self.secmig_conf,
+                      config['details'])
+        certs = results['Host certificates']
+        self.assertEqual(Code.FAILURE, certs['result'])
+        self.assertIn('secmig configuration: not a valid value',
+                      certs['details'])
+        self.assertEqual(Code.SUCCESS, results['Migration policy']['result'])
+
+    def test_unreadable_host_key_is_named(self):
+        nova, qemu = self.compute_files()
+        with open(self.secmig_conf) as f:
+            cert_dir = f.read().split('cert_dir = ')[1].split('\n')[0]
+        key = os.path.join(cert_dir, host_files.SERVER_KEY)
+        os.unlink(key)
+        os.mkdir(key, 0o700)   # unreadable as a file, even by root
+        rc, results = self.run_main(*self.compute_args(nova, qemu))
+        self.assertEqual(Code.FAILURE, rc)
+        details = results['Host certificates']['details']
+        self.assertIn('cannot read host key %s' % key, details)
+        self.assertIn('Remedy: run this check as root', details)
 
     def test_bad_compute_host_fails(self):
         nova, qemu = self.compute_files(
@@ -536,7 +627,7 @@ class TestCommand(Base):
                                     self.secmig_conf)))
         rc, results = self.run_main('--role', 'scheduler',
                                     '--nova-config', nova)
-        for name in list(results)[:5]:
+        for name in list(results)[:-1]:
             self.assertEqual(Code.SUCCESS, results[name]['result'],
                              results[name]['details'])
         self.assertIn('not a compute host',
