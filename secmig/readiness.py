@@ -293,7 +293,7 @@ def check_libvirtd_certificates(pki_dir, qemu_cert_dir, host, margin,
         for cert_key in (('server_cert', 'server_key'),
                          ('client_cert', 'client_key')):
             refusal, cert = _check_pair(
-                pki_dir, files[cert_key[0]], files[cert_key[1]], trust,
+                '', files[cert_key[0]], files[cert_key[1]], trust,
                 host, margin, min_rsa_bits, require_crl, now)
             if refusal is not None:
                 return refusal
@@ -736,7 +736,7 @@ def _read_remedy(denial, user):
 def _journal_access(user, journal_path):
     directory = os.path.dirname(os.path.abspath(journal_path))
     remedy = ('install -d -o %s -g %s -m 0750 %s'
-              % (user.name, user.name, directory))
+              % (user.name, user.group or user.name, directory))
     if os.path.exists(journal_path):
         denial = access.check(user, journal_path, access.READ | access.WRITE)
         if denial is not None:

@@ -30,6 +30,8 @@ class User:
     name: str
     uid: int
     gids: frozenset
+    #: The name of the user's primary group, when known.
+    group: str = None
 
     @classmethod
     def named(cls, name):
@@ -37,7 +39,8 @@ class User:
         entry = pwd.getpwnam(name)
         gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall()
                                  if name in g.gr_mem}
-        return cls(name, entry.pw_uid, frozenset(gids))
+        return cls(name, entry.pw_uid, frozenset(gids),
+                   _name(grp.getgrgid, entry.pw_gid, 'gr_name'))
 
 
 @dataclasses.dataclass(frozen=True)

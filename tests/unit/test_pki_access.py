@@ -70,3 +70,9 @@ class AccessTest(unittest.TestCase):
     def test_nearest_existing(self):
         self.assertEqual(os.path.dirname(self.path), access.nearest_existing(
             os.path.join(os.path.dirname(self.path), 'a', 'b')))
+
+    def test_named_user_has_its_groups(self):
+        root = access.User.named('root')
+        self.assertEqual((0, 'root'), (root.uid, root.group))
+        self.assertIn(0, root.gids)
+        self.assertRaises(KeyError, access.User.named, 'secmig-no-such')

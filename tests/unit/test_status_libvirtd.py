@@ -81,6 +81,13 @@ class TestLibvirtdCertificates(Base):
         self.install()
         self.assertResult(Code.SUCCESS, 'same CA as QEMU', self.check())
 
+    def test_relative_pki_root(self):
+        self.install()
+        self.assertResult(Code.SUCCESS, 'same CA as QEMU',
+                          readiness.check_libvirtd_certificates(
+                              os.path.relpath(self.libvirt), self.cert_dir,
+                              'cmp1', 3600))
+
     def test_wrong_name_and_expiry_fail(self):
         self.install()
         self.assertResult(Code.FAILURE, '(wrong_host)',
