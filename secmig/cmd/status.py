@@ -6,7 +6,9 @@ secmig, before restarting the services. Exit status 0 when every check
 succeeds, 1 when one warns, 2 when one fails (255 on a crash)::
 
     secmig-status --config-file /etc/secmig/secmig.conf \\
-        --nova-config /etc/nova/nova.conf upgrade check [--json]
+        --nova-config /etc/nova/nova.conf \\
+        --libvirtd-config /etc/libvirt/libvirtd.conf \\
+        --service-user nova upgrade check [--json]
 
 The options below go before ``upgrade check``. The checks themselves are
 in :mod:`secmig.readiness`.
