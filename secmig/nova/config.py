@@ -11,6 +11,8 @@ import os
 from oslo_config import cfg
 
 from secmig import conf as secmig_conf
+from secmig.conf import nova_api
+from secmig import exception
 
 secmig_group = cfg.OptGroup(
     'secmig', title='secmig',
@@ -37,9 +39,35 @@ def list_opts():
 def load(nova_conf):
     """A fresh secmig ``ConfigOpts`` read from ``[secmig] config_file``.
 
+    It holds every secmig group, and ``[nova]`` (Nova's API, read by the
+    compute hosts).
+
     A missing file leaves secmig's defaults, which refuse migrations
     until certificates and a policy are installed (fail closed).
+
+    Every option is read once here, so a value of the wrong type is
+    found now rather than at the first migration.
+
+    :raises secmig.exception.SecmigError: code ``config_invalid``, naming
+        the file, when it does not parse or holds an invalid value
     """
     path = nova_conf.secmig.config_file
     files = [path] if path and os.path.exists(path) else []
-    return secmig_conf.new_conf(default_config_files=files)
+    try:
+        conf = secmig_conf.new_conf(default_config_files=files)
+        nova_api.register_opts(conf)
+        _read_every_option(conf)
+    except (exception.SecmigError, cfg.Error, ValueError) as e:
+        raise exception.SecmigError(
+            'secmig.conf %s is invalid: %s' % (path, e),
+            code='config_invalid') from e
+    return conf
+
+
+def _read_every_option(conf):
+    """Convert every registered option's value (oslo.config is lazy)."""
+    for name in list(conf):
+        value = conf[name]
+        if isinstance(value, cfg.ConfigOpts.GroupAttr):
+            for option in list(value):
+                _ = value[option]

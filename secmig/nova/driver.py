@@ -28,13 +28,15 @@ from nova import exception
 from nova.virt.libvirt import driver as libvirt_driver
 
 from secmig.decision import Decision
-from secmig import guard as guard_mod
 from secmig.nova import config
 from secmig.nova import facts
+from secmig.nova import placement
 from secmig.nova import rpc
+from secmig.nova import startup
 from secmig.nova import stats
 from secmig.pki import host as host_files
 from secmig import tls
+from secmig import unavailable
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -95,19 +97,31 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
     _secmig = None
 
     def init_host(self, host):
+        """Nova's ``init_host``, then secmig's; secmig's never raises.
+
+        A broken secmig (configuration, key, policy, journal, message
+        bus) leaves the service running and every live migration of
+        this host refused with the reason (:mod:`secmig.nova.startup`).
+        """
         super().init_host(host)
-        self._secmig_conf = config.load(CONF)
-        self._secmig = guard_mod.HostGuard.from_conf(self._secmig_conf,
-                                                     host)
+        self._secmig_conf, self._secmig = startup.compute_guard(CONF, host)
+        self._secmig_placement = placement.for_host(self._secmig_conf,
+                                                    self._secmig)
         settings = tls.check_settings(libvirt_settings())
         if not settings:
             LOG.error("secmig: every live migration to or from %s will be "
                       "refused: %s", host, settings.reason)
-        self._secmig_server = rpc.start_server(self._secmig, host)
+        try:
+            self._secmig_server = rpc.start_server(self._secmig, host)
+        except Exception:
+            LOG.exception("secmig: %s cannot answer handshakes; every live "
+                          "migration from it will be refused", host)
+            self._secmig_server = None
 
     def cleanup_host(self, host):
         if self._secmig is not None:
-            self._secmig_server.stop()
+            if self._secmig_server is not None:
+                self._secmig_server.stop()
             if self._secmig.audit is not None:
                 self._secmig.audit.close()
         super().cleanup_host(host)
@@ -119,12 +133,20 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
         return data
 
     def _secmig_stats(self):
+        """The stats the scheduler filter reads; never raises.
+
+        A certificate that cannot be read, or a secmig that could not
+        start, publishes no certificate: the scheduler then refuses this
+        host as a destination.
+        """
+        if isinstance(self._secmig, unavailable.UnavailableGuard):
+            return {stats.CERT: '', stats.TLS: unavailable.CODE}
         path = os.path.join(self._secmig_conf.pki.cert_dir,
                             host_files.SERVER_CERT)
         try:
             with open(path) as f:
                 cert = f.read()
-        except OSError:
+        except (OSError, ValueError):
             cert = ''
         settings = tls.check_settings(libvirt_settings())
         return {stats.CERT: cert,
@@ -142,7 +164,8 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
             _refuse(Decision.refuse(
                 'no_migration', 'instance %s has no live migration in '
                 'progress' % instance.uuid))
-        aggregates, zone = facts.placement(context, self._secmig.host)
+        aggregates, zone = self._secmig_placement(
+            context, self._secmig.host, instance)
         decision = self._secmig.authorise_incoming(
             migration_id, facts.request(context),
             facts.instance(context, instance), instance.host,
@@ -160,7 +183,7 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
         decision = self._secmig.authorise_outgoing(
             facts.request(context), facts.instance(context, instance),
             tls.check_settings(libvirt_settings()),
-            lambda host: facts.placement(context, host))
+            lambda host: self._secmig_placement(context, host, instance))
         if not decision:
             _refuse(decision)
         return super().check_can_live_migrate_source(

@@ -45,15 +45,6 @@ def last_migrated_at(context, instance_uuid):
     return done[0].created_at.timestamp()
 
 
-def placement(context, host):
-    """``(aggregate names, availability zone)`` of a compute host."""
-    aggregates = objects.AggregateList.get_by_host(context, host)
-    names = frozenset(a.name for a in aggregates)
-    zones = [a.availability_zone for a in aggregates
-             if a.availability_zone]
-    return names, (zones[0] if zones else None)
-
-
 #: Statuses of a live migration between its acceptance by the conductor
 #: and the end of its copy.
 _ACTIVE = ['accepted', 'queued', 'preparing', 'running', 'post-migrating']
