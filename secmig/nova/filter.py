@@ -24,6 +24,7 @@ from nova.scheduler import filters
 from secmig import eligibility
 from secmig import exception as secmig_exception
 from secmig.nova import config
+from secmig.nova import startup
 from secmig.nova import stats as secmig_stats
 from secmig.pki import host as host_files
 from secmig.pki import verify
@@ -38,11 +39,20 @@ config.register_opts(CONF)
 class SecureMigrationFilter(filters.BaseHostFilter):
     """Pass only hosts that may receive this instance under secmig.
 
-    Contract of :meth:`host_passes`:
+    Contract of :meth:`filter_all` (and of :meth:`host_passes`, the same
+    for one host):
 
-    * A request that places a new instance (nothing in ``ignore_hosts``)
-      passes every host: secmig governs moves of existing instances
-      (live and cold migration, resize to another host, evacuation).
+    * A request that places an instance (a new one, or a shelved one
+      unshelved) passes every host: secmig governs moves of existing
+      instances from their host. A request is a move when Nova names
+      the host to leave in ``ignore_hosts`` (live migration, evacuation,
+      resize or cold migration to another host), or when its
+      ``requested_destination`` carries ``allow_cross_cell_move``, which
+      Nova's API sets for every resize and cold migration, also when
+      ``allow_resize_to_same_host`` leaves ``ignore_hosts`` empty. In
+      that case the host that holds the instance (``HostState.instances``)
+      passes (a resize in place moves nothing) and every other host is
+      judged as a destination.
     * For a move, a host passes only if its published certificate is
       valid for its name (CA path, validity with margin, revocation),
       its TLS settings are safe, and the migration policy allows this
@@ -58,11 +68,15 @@ class SecureMigrationFilter(filters.BaseHostFilter):
       hosts alike in certificate verdict, TLS readiness and aggregates
       share one policy decision.
     * A refusal that no destination can change (RBAC, automatic
-      opt-out, cooldown, an unusable policy file) raises ``NoValidHost``
+      opt-out, cooldown, an unusable policy file, a secmig.conf that did
+      not load when the filter was built) raises ``NoValidHost``
       with secmig's reason at once, instead of removing every host in
       silence: the requester then reads "No valid host was found.
       secmig refused ..." in the instance action, and the conductor does
       not retry host after host.
+
+    Each request's state lives in its own call: nova-scheduler serves
+    requests concurrently, with one filter object.
 
     Refusals are logged at DEBUG per host. When the scheduler host has a
     certificate and key of its own in ``[pki] cert_dir``, each move
@@ -76,7 +90,26 @@ class SecureMigrationFilter(filters.BaseHostFilter):
     RUN_ON_REBUILD = False
 
     def __init__(self):
+        """Never raises: a broken secmig must not stop nova-scheduler.
+
+        If secmig.conf does not load (or anything else fails here), an
+        ERROR log says why and every move is refused with that reason.
+        """
         super().__init__()
+        self._unavailable = None
+        try:
+            self._setup()
+        except Exception as e:
+            if not isinstance(e, secmig_exception.SecmigError):
+                LOG.exception("secmig: the scheduler filter could not be "
+                              "set up from %s", CONF.secmig.config_file)
+            self._unavailable = startup.refusal(
+                CONF.host, e if isinstance(e, secmig_exception.SecmigError)
+                else 'the scheduler filter could not be set up from %s: '
+                '%s: %s' % (CONF.secmig.config_file, type(e).__name__, e),
+                getattr(e, 'code', 'setup_failed'))
+
+    def _setup(self):
         self._conf = config.load(CONF)
         cert_dir = self._conf.pki.cert_dir
         crl = os.path.join(cert_dir, host_files.CA_CRL)
@@ -89,21 +122,31 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             min_rsa_bits=self._conf.pki.min_rsa_bits,
             require_crl=self._conf.pki.require_crl)
         self._policy = loader.PolicySource(self._conf.policy.policy_file)
-        self._request = _RequestPass(None, None)
         self._audit = _scheduler_trail(self._conf)
 
     def filter_all(self, filter_obj_list, spec_obj):
+        hosts = list(filter_obj_list)
+        source = _move_source(spec_obj, hosts)
+        if source is None:
+            return hosts
+        if self._unavailable is not None:
+            _refuse_request(spec_obj, self._unavailable)
         if self._verdicts.refresh_due():
             count = self._verdicts.refresh()
             LOG.debug("secmig: re-verified %d host certificates", count)
-        passed = list(super().filter_all(filter_obj_list, spec_obj))
-        current = self._request
-        if (self._audit is not None and current.spec is spec_obj
-                and current.decisions is not None):
-            self._record(spec_obj, passed, current.refused)
+        current = _RequestPass(source,
+                               self._new_decisions(spec_obj, source.name))
+        passed = [host for host in hosts
+                  if self._passes(current, host, spec_obj)]
+        if self._audit is not None:
+            self._record(spec_obj, source.name, passed, current.refused)
         return passed
 
-    def _record(self, spec_obj, passed, refused):
+    def host_passes(self, host_state, spec_obj):
+        """:meth:`filter_all` for one host (the scheduler calls that)."""
+        return bool(self.filter_all([host_state], spec_obj))
+
+    def _record(self, spec_obj, source_host, passed, refused):
         """One audit record of this request's choice, refusals grouped."""
         context = getattr(spec_obj, '_context', None)
         try:
@@ -111,7 +154,7 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             self._audit.record(
                 'scheduled', 'request-%s' % request_id,
                 spec_obj.instance_uuid, 'success' if passed else 'failure',
-                source_host=spec_obj.ignore_hosts[0],
+                source_host=source_host,
                 eligible_hosts=sorted(h.host for h in passed),
                 refused_hosts=refused)
         except secmig_exception.SecmigError as e:
@@ -120,18 +163,7 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             LOG.error("secmig: the scheduling record of instance %s was "
                       "not written: %s", spec_obj.instance_uuid, e)
 
-    def _pass(self, spec_obj):
-        """The state of the current request (built on its first host)."""
-        current = self._request
-        if current.spec is spec_obj:
-            return current
-        current = _RequestPass(spec_obj, None)
-        if spec_obj.obj_attr_is_set('ignore_hosts') and spec_obj.ignore_hosts:
-            current.decisions = self._new_decisions(spec_obj)
-        self._request = current
-        return current
-
-    def _new_decisions(self, spec_obj):
+    def _new_decisions(self, spec_obj, source_host):
         try:
             policy = self._policy.get()
         except loader.PolicyError as e:
@@ -150,12 +182,10 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             flavor_extra_specs=dict(flavor.extra_specs or {}),
             image_properties={k: str(v) for k, v in props.items()})
         return eligibility.RequestDecisions(
-            request, instance, spec_obj.ignore_hosts[0], policy,
-            time.time())
+            request, instance, source_host, policy, time.time())
 
-    def host_passes(self, host_state, spec_obj):
-        current = self._pass(spec_obj)
-        if current.decisions is None:
+    def _passes(self, current, host_state, spec_obj):
+        if current.source.holds(host_state):
             return True
         stats = host_state.stats or {}
         verdict, verdict_key = self._verdicts.lookup(
@@ -186,14 +216,50 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         return False
 
 
+class _Source:
+    """The host a moving instance leaves, as far as the request says."""
+
+    __slots__ = ('name', 'may_stay')
+
+    def __init__(self, name, may_stay):
+        #: the host's name ('unknown' if not among the candidates)
+        self.name = name
+        #: True when the instance may stay on it (resize in place)
+        self.may_stay = may_stay
+
+    def holds(self, host_state):
+        """True for the source itself, when the instance may stay."""
+        return self.may_stay and host_state.host == self.name
+
+
+def _move_source(spec_obj, hosts):
+    """The :class:`_Source` of a move, or None when placing an instance.
+
+    Nova puts the host to leave first in ``ignore_hosts`` for a live
+    migration, an evacuation and a move to another host; its API sets
+    ``requested_destination.allow_cross_cell_move`` for every resize and
+    cold migration, even when the instance may stay on its host and
+    ``ignore_hosts`` is empty. Boots and unshelves carry neither.
+    """
+    if spec_obj.obj_attr_is_set('ignore_hosts') and spec_obj.ignore_hosts:
+        return _Source(spec_obj.ignore_hosts[0], False)
+    destination = (spec_obj.requested_destination
+                   if spec_obj.obj_attr_is_set('requested_destination')
+                   else None)
+    if destination is None or 'allow_cross_cell_move' not in destination:
+        return None
+    holders = [host.host for host in hosts
+               if spec_obj.instance_uuid in (host.instances or {})]
+    return _Source(holders[0] if holders else 'unknown', True)
+
+
 class _RequestPass:
     """One scheduling request as the filter sees it."""
 
-    __slots__ = ('spec', 'decisions', 'by_host_facts', 'refused')
+    __slots__ = ('source', 'decisions', 'by_host_facts', 'refused')
 
-    def __init__(self, spec, decisions):
-        self.spec = spec
-        #: None for a request that places a new instance
+    def __init__(self, source, decisions):
+        self.source = source
         self.decisions = decisions
         self.by_host_facts = {}
         #: refusal code -> hosts refused with it

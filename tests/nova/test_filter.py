@@ -8,6 +8,7 @@ mocks.
 
 import datetime
 import os
+import shutil
 
 import fixtures
 from oslo_utils import uuidutils
@@ -22,11 +23,13 @@ from secmig.nova import filter as secmig_filter
 from secmig.nova import stats as secmig_stats
 from secmig.pki import ca as ca_mod
 from secmig.pki import host as host_files
+from tests import auditutil
 from tests import pkiutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 POLICY = os.path.join(os.path.dirname(HERE), 'etc', 'migration-policy.yaml')
 INSTANCE = '11111111-2222-3333-4444-555555555555'
+OTHER_INSTANCE = '66666666-7777-8888-9999-000000000000'
 ZONED_POLICY = """
 version: 1
 rules:
@@ -54,14 +57,18 @@ SECMIG_HOSTS = aggregate(3, 'secmig-hosts')
 OTHERS = aggregate(4, 'others')
 
 
-def host_state(name, cert_pem, tls='ready', aggregates=(AZ1, SECMIG_HOSTS)):
-    """A HostState as the host manager builds it from a compute node."""
+def host_state(name, cert_pem, tls='ready', aggregates=(AZ1, SECMIG_HOSTS),
+               instances=(), cls=host_manager.HostState):
+    """A HostState as the host manager builds it from a compute node.
+
+    ``instances`` are the uuids of the instances on the host.
+    """
     stats = {'num_instances': '1'}
     if cert_pem is not None:
         stats[secmig_stats.CERT] = cert_pem
     if tls is not None:
         stats[secmig_stats.TLS] = tls
-    state = host_manager.HostState(name, name, 'cell1')
+    state = cls(name, name, 'cell1')
     state.update(
         compute=objects.ComputeNode(
             uuid=uuidutils.generate_uuid(), host=name,
@@ -74,7 +81,8 @@ def host_state(name, cert_pem, tls='ready', aggregates=(AZ1, SECMIG_HOSTS)):
             cpu_info='{}', supported_hv_specs=[], metrics='[]',
             cpu_allocation_ratio=1.0, ram_allocation_ratio=1.0,
             disk_allocation_ratio=1.0, stats=stats),
-        aggregates=list(aggregates))
+        aggregates=list(aggregates),
+        inst_dict={uuid: objects.Instance(uuid=uuid) for uuid in instances})
     return state
 
 
@@ -89,7 +97,8 @@ class SecureMigrationFilterTest(test.NoDBTestCase):
         pki = pkiutil.TestPKI(os.path.join(cls._tmp.path, 'pki'))
         cls.pems = {name: pki.enroll(name, clearance=level).cert_pem.decode()
                     for name, level in (('good', 1), ('secret', 3),
-                                        ('low', 0), ('revoked', 1))}
+                                        ('low', 0), ('revoked', 1),
+                                        ('controller', 0))}
         pki.revoke('revoked')
         cls.pems['expired'] = _expired_certificate(pki, 'expired')
         cls.pki = pki
@@ -111,24 +120,32 @@ class SecureMigrationFilterTest(test.NoDBTestCase):
         self.policy_file = POLICY
         self.cert_dir = cert_dir
 
-    def filter(self):
-        """The filter, built as nova-scheduler builds it, on our conf."""
+    def filter(self, extra=''):
+        """The filter, built as nova-scheduler builds it, on our conf.
+
+        ``extra`` is appended to the secmig.conf written.
+        """
         path = os.path.join(self.dir, 'secmig.conf')
         with open(path, 'w') as f:
             f.write('[pki]\ncert_dir = %s\n[policy]\npolicy_file = %s\n'
-                    % (self.cert_dir, self.policy_file))
+                    % (self.cert_dir, self.policy_file) + extra)
         self.flags(config_file=path, group='secmig')
         return secmig_filter.SecureMigrationFilter()
 
-    def spec(self, roles=('admin',), level=None, move=True):
-        """A RequestSpec as the conductor builds it for a live migration."""
+    def spec(self, roles=('admin',), level=None, move=True,
+             instance=INSTANCE, **kwargs):
+        """A RequestSpec as the conductor builds it for a live migration.
+
+        ``move=False``: as Nova's API builds it for a boot.
+        """
         context = nova_context.RequestContext(
             'user-1', 'project-1', roles=list(roles),
             is_admin='admin' in roles)
         extra_specs = {'secmig:level': level} if level else {}
-        kwargs = {'ignore_hosts': ['source']} if move else {}
+        if move:
+            kwargs.setdefault('ignore_hosts', ['source'])
         return objects.RequestSpec(
-            context, instance_uuid=INSTANCE, project_id='project-1',
+            context, instance_uuid=instance, project_id='project-1',
             user_id='user-1', num_instances=1,
             flavor=objects.Flavor(name='m1.small', extra_specs=extra_specs),
             image=objects.ImageMeta(properties=objects.ImageMetaProps()),
@@ -241,6 +258,156 @@ class SecureMigrationFilterTest(test.NoDBTestCase):
                                   hosts, self.spec())
         self.assertIn('secmig refused the migration (policy_unavailable)',
                       str(error))
+
+    # Resizes: Nova leaves ignore_hosts empty when the same host is allowed
+
+    def resize_spec(self, level=None):
+        """A resize's RequestSpec with ``allow_resize_to_same_host`` set.
+
+        Nova's API then leaves ``ignore_hosts`` empty.
+        """
+        return self.spec(level=level, ignore_hosts=[],
+                         requested_destination=objects.Destination(
+                             allow_cross_cell_move=False))
+
+    def test_resize_allowed_on_same_host_is_judged_as_a_move(self):
+        # Given the instance's host, an unenrolled host and a good one
+        hosts = [host_state('holder', self.pems['low'],
+                            instances=[INSTANCE]),
+                 host_state('rogue', None, tls=None),
+                 host_state('good', self.pems['good'])]
+        logs = self.useFixture(fixtures.FakeLogger(
+            name=secmig_filter.__name__, level='DEBUG'))
+        # When an internal instance is resized, its host allowed too
+        passed = self.passing(hosts, self.resize_spec(level='internal'))
+        # Then the rogue host is refused for its missing certificate, and
+        # the instance may stay where it is though that host's clearance
+        # is below its level (a resize in place moves nothing)
+        self.assertEqual(['holder', 'good'], passed)
+        self.assertIn('host rogue refused for instance %s: '
+                      'destination_certificate_invalid' % INSTANCE,
+                      logs.output)
+
+    def test_resize_with_source_filtered_out_judges_every_host(self):
+        # Given candidates that do not include the instance's host
+        hosts = [host_state('low', self.pems['low']),
+                 host_state('good', self.pems['good'])]
+        logs = self.useFixture(fixtures.FakeLogger(
+            name=secmig_filter.__name__, level='DEBUG'))
+        passed = self.passing(hosts, self.resize_spec(level='internal'))
+        self.assertEqual(['good'], passed)
+        self.assertIn('host low refused for instance %s: '
+                      'insufficient_clearance' % INSTANCE, logs.output)
+
+    def test_resize_refused_requester_gets_no_valid_host(self):
+        spec = self.resize_spec()
+        spec._context = nova_context.RequestContext(
+            'user-1', 'project-1', roles=['member'])
+        error = self.assertRaises(
+            exception.NoValidHost, self.passing,
+            [host_state('good', self.pems['good'])], spec)
+        self.assertIn('secmig refused the migration (rbac_denied)',
+                      str(error))
+
+    def test_boot_to_a_requested_host_passes(self):
+        # Given a boot request naming its host (microversion 2.74)
+        spec = self.spec(move=False, requested_destination=objects.
+                         Destination(host='rogue', node='rogue'))
+        passed = self.passing([host_state('rogue', None, tls=None)], spec)
+        self.assertEqual(['rogue'], passed)
+
+    # Concurrent requests
+
+    def test_interleaved_requests_keep_their_own_state(self):
+        """A second request runs while the first is half-way through."""
+        # Given a scheduler host with a key of its own (it journals)
+        for name in (host_files.SERVER_CERT, host_files.SERVER_KEY):
+            shutil.copy(os.path.join(self.pki.base_dir, 'controller', name),
+                        self.cert_dir)
+        journal = os.path.join(self.dir, 'scheduler.jsonl')
+        flt = self.filter('[audit]\njournal_path = %s\ndeliver = false\n'
+                          % journal)
+        self.addCleanup(flt._audit.close)
+        second = self.spec(level='internal', instance=OTHER_INSTANCE,
+                           ignore_hosts=['source-2'])
+        armed, seen = [], []
+
+        class Switching(host_manager.HostState):
+            """The scheduler switches to the second request here."""
+
+            @property
+            def stats(self):
+                if armed and not seen:
+                    seen.append(
+                        [h.host for h in flt.filter_all(
+                            [host_state('low', self.test.pems['low']),
+                             host_state('good', self.test.pems['good'])],
+                            second)])
+                return self._stats
+
+            @stats.setter
+            def stats(self, value):
+                self._stats = value
+
+        Switching.test = self
+        first = self.spec(ignore_hosts=['source-1'])
+        hosts = [host_state('rogue', None, tls=None),
+                 host_state('switch', self.pems['good'], cls=Switching),
+                 host_state('good', self.pems['good'])]
+        # When the first request's hosts are filtered, the second request
+        # running between its first and its last host
+        armed.append(True)
+        passed = [h.host for h in flt.filter_all(hosts, first)]
+        # Then each request got its own answer
+        self.assertEqual([['good']], seen)
+        self.assertEqual(['good'], passed)
+        # And each journal record holds its own request's refusals
+        records = auditutil.journal_evidence(journal, 'scheduled')
+        self.assertEqual(
+            [('source-2', ['good'], {'insufficient_clearance': ['low']}),
+             ('source-1', ['good'], {'not_enrolled': ['rogue'],
+                                     'wrong_host': ['switch']})],
+            [(r['source_host'], r['eligible_hosts'], r['refused_hosts'])
+             for r in records])
+
+    # A broken secmig.conf
+
+    def broken_filter(self, text):
+        path = os.path.join(self.dir, 'broken.conf')
+        with open(path, 'w') as f:
+            f.write(text)
+        self.flags(config_file=path, group='secmig')
+        logs = self.useFixture(fixtures.FakeLogger(
+            name=secmig_filter.__name__, level='ERROR'))
+        startup_logs = self.useFixture(fixtures.FakeLogger(
+            name='secmig.nova.startup', level='ERROR'))
+        flt = secmig_filter.SecureMigrationFilter()
+        return flt, path, logs.output + startup_logs.output
+
+    def assertBrokenConfRefusesMoves(self, text, problem):
+        flt, path, logged = self.broken_filter(text)
+        self.assertIn('secmig is unavailable', logged)
+        self.assertIn(path, logged)
+        hosts = [host_state('good', self.pems['good'])]
+        # A new instance is still placed
+        self.assertEqual(hosts, flt.filter_all(hosts, self.spec(move=False)))
+        # A move is refused with the reason
+        error = self.assertRaises(exception.NoValidHost, flt.filter_all,
+                                  hosts, self.spec())
+        self.assertIn('secmig refused the migration (secmig_unavailable): '
+                      'secmig is unavailable on', str(error))
+        self.assertIn('secmig.conf %s is invalid' % path, str(error))
+        self.assertIn(problem, str(error))
+
+    def test_unparsable_secmig_conf_refuses_moves(self):
+        self.assertBrokenConfRefusesMoves(
+            '[pki\ncert_dir = /etc/pki/qemu\n',
+            'Invalid section (must end with ])')
+
+    def test_bad_value_in_secmig_conf_refuses_moves(self):
+        self.assertBrokenConfRefusesMoves(
+            '[pki]\nverdict_refresh_interval = soon\n',
+            "invalid literal for int() with base 10: 'soon'")
 
     def refusal_reason(self, host):
         """The logged reason the filter gave for ``host``."""
