@@ -8,10 +8,16 @@ failed (rolled back) migration at the libvirt call.
 
 Phases, and where they run::
 
-    check_can_live_migrate_destination  destination  policy + handshake
-    check_can_live_migrate_source       source       needs the handshake
+    check_can_live_migrate_destination  destination  policy + handshake;
+                                                     own flags encrypted,
+                                                     inbound address named
+                                                     in own certificate
+    check_can_live_migrate_source       source       needs the handshake;
+                                                     the flags and control
+                                                     URI Nova will use
     pre_live_migration                  destination  needs authorisation
-    _live_migration_operation           source       encrypted flags only
+    _live_migration_operation           source       the same flags check,
+                                                     names QEMU verifies
     post_live_migration                 source       audit: copied
     post_live_migration_at_destination  destination  audit: activated
     post_live_migration_at_source       source       audit: source cleaned
@@ -79,7 +85,7 @@ class _GuardedGuest:
                 destination_xml=None, flags=0, bandwidth=0, parallel=0):
         decision, tuning = self._guard.start_outgoing(
             self._instance_uuid, destination, flags, bandwidth, parallel,
-            flag_bits())
+            flag_bits(), migrate_uri=migrate_uri)
         if not decision:
             raise exception.MigrationError(
                 reason='secmig refused to start the migration (%s): %s'
@@ -154,6 +160,31 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
 
     # Checks before anything moves -----------------------------------
 
+    def _secmig_settings(self):
+        """This host's TLS settings, and the flags Nova computed from them.
+
+        Nova reads ``[libvirt]`` once, in ``init_host``; the options read
+        now may differ from what it migrates with.
+        """
+        settings = tls.check_settings(libvirt_settings())
+        if not settings:
+            return settings
+        uri = self._live_migration_uri(self._secmig.host)
+        for flags in (self._live_migration_flags,
+                      self._block_migration_flags):
+            decision = tls.check_flags(flags, uri, flag_bits())
+            if not decision:
+                return decision
+        return settings
+
+    def _secmig_transport(self, dest_check_data):
+        """``host -> (flags, control URI, bits)`` Nova will migrate with."""
+        flags = (self._block_migration_flags
+                 if dest_check_data.block_migration
+                 else self._live_migration_flags)
+        return lambda host: (flags, self._live_migration_uri(host),
+                             flag_bits())
+
     def check_can_live_migrate_destination(self, context, instance,
                                            src_compute_info,
                                            dst_compute_info,
@@ -169,8 +200,9 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
         decision = self._secmig.authorise_incoming(
             migration_id, facts.request(context),
             facts.instance(context, instance), instance.host,
-            tls.check_settings(libvirt_settings()),
-            rpc.RPCPeerChannel(context, self._secmig.host), aggregates, zone)
+            self._secmig_settings(),
+            rpc.RPCPeerChannel(context, self._secmig.host), aggregates, zone,
+            inbound_addr=CONF.libvirt.live_migration_inbound_addr)
         if not decision:
             _refuse(decision)
         return super().check_can_live_migrate_destination(
@@ -180,14 +212,18 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data,
                                       block_device_info=None):
+        # Nova's own checks first: they decide block migration, hence
+        # the flags; they move nothing.
+        data = super().check_can_live_migrate_source(
+            context, instance, dest_check_data, block_device_info)
         decision = self._secmig.authorise_outgoing(
             facts.request(context), facts.instance(context, instance),
-            tls.check_settings(libvirt_settings()),
-            lambda host: self._secmig_placement(context, host, instance))
+            self._secmig_settings(),
+            lambda host: self._secmig_placement(context, host, instance),
+            transport=self._secmig_transport(data))
         if not decision:
             _refuse(decision)
-        return super().check_can_live_migrate_source(
-            context, instance, dest_check_data, block_device_info)
+        return data
 
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
