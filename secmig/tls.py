@@ -52,10 +52,11 @@ def uri_params(uri):
     return sorted(set(names))
 
 
-def check_uri(uri, what):
+def check_uri(uri, what, shown=None):
     """Refuse a control URI whose parameters may weaken its TLS.
 
     :param what: where the URI comes from, for the reason
+    :param shown: the URI as the operator wrote it (default ``uri``)
     """
     weak = [name for name in uri_params(uri)
             if name not in URI_PARAMS_ALLOWED]
@@ -64,7 +65,7 @@ def check_uri(uri, what):
             'weak_tls_uri', '%s %s has the libvirt URI parameter(s) %s, '
             'which may disable or redirect the verification of the TLS '
             'connection (only %s are accepted): remove them'
-            % (what, uri, ', '.join(weak),
+            % (what, shown or uri, ', '.join(weak),
                ', '.join(sorted(URI_PARAMS_ALLOWED))), parameters=weak)
     return Decision.allow('no URI parameter weakens TLS')
 
@@ -114,7 +115,8 @@ def check_settings(settings):
                 'bad_migration_uri', '[libvirt] live_migration_uri %s does '
                 'not format with one host name (%s): it needs exactly one '
                 '%%s, and %%%% for a literal %%' % (settings.uri, e))
-        uri = check_uri(uri, '[libvirt] live_migration_uri')
+        uri = check_uri(uri, '[libvirt] live_migration_uri',
+                        shown=settings.uri)
         if not uri:
             return uri
     mode = 'native_tls' if settings.native_tls else 'tunnelled_over_tls'

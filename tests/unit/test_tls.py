@@ -45,7 +45,8 @@ class ControlURITest(CheckTest):
             decision = self.settings(uri)
             self.assertRefused('weak_tls_uri', decision)
             self.assertEqual(names, decision.details['parameters'])
-            self.assertIn('[libvirt] live_migration_uri', decision.reason)
+            self.assertIn('[libvirt] live_migration_uri %s has' % uri,
+                          decision.reason)
             self.assertIn(', '.join(names), decision.reason)
 
     def test_weakening_parameters_in_the_destination_uri(self):
