@@ -99,6 +99,17 @@ fetch_kernel() {
     rm -rf "$dir"
 }
 
+# A bzImage begins with a legacy boot sector, which ends in the MBR
+# signature. Nova inspects an aki image it fetches (a live migration's
+# destination does) and refuses it as an MBR with invalid partition
+# entries. Zero the entries' bytes up to the setup header (0x1f1): they
+# hold the boot sector's "use a boot loader" message, which no loader
+# runs. Idempotent.
+clear_boot_sector_entries() {
+    dd if=/dev/zero of="$1" bs=1 seek=446 count=51 conv=notrunc \
+        status=none || die "cannot patch $1"
+}
+
 # Build the initramfs from busybox, init and load.c into DEST.
 build_initramfs() {
     local dest=$1 root applet
@@ -180,6 +191,7 @@ build.sh=$(sha "$HERE"/build.sh)"
         fetch_kernel "$name" "$version" "$work"/vmlinuz
         mv -f "$work"/vmlinuz "$outdir"/vmlinuz
     fi
+    clear_boot_sector_entries "$outdir"/vmlinuz
     build_initramfs "$work"/initramfs.img
     mv -f "$work"/initramfs.img "$outdir"/initramfs.img
     if [ ! -s "$outdir"/disk.raw ]; then
