@@ -208,6 +208,8 @@ def _cert(value):
         # Parsing is lazy for some parts; touch what the checks use.
         cert.public_key()
         cert.extensions
+        cert.subject
+        cert.issuer
     except Exception:
         # cryptography raises ValueError and, for unusual encodings,
         # other types; whatever it is, the certificate is unusable.

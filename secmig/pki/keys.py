@@ -77,6 +77,10 @@ def load_certificates(data, path='<certificate>'):
     _check_pem_framing(data, 'CERTIFICATE', path)
     try:
         certs = x509.load_pem_x509_certificates(data)
+        for cert in certs:
+            # Parsing is lazy for names and extensions; parse them now,
+            # so that a corrupt one fails here and not in a check.
+            cert.subject, cert.issuer, cert.extensions
     except ValueError as e:
         raise exception.PKIError(
             '%s holds a corrupt certificate: %s' % (path, e),

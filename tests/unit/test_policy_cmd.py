@@ -36,7 +36,14 @@ class PolicyCommandTest(unittest.TestCase):
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         self.dir = tmp.name
-        self.digest = loader.load(SAMPLE).digest
+        # The sample with the variation it documents: project managers
+        # may move their project's instances (the requester below is one).
+        with open(SAMPLE) as f:
+            text = f.read()
+        self.policy = self.write('policy.yaml', text.replace(
+            '  api: "rule:admin"\n',
+            '  api: "rule:admin or rule:project_manager"\n'))
+        self.digest = loader.load(self.policy).digest
 
     def write(self, name, text):
         path = os.path.join(self.dir, name)
@@ -53,7 +60,8 @@ class PolicyCommandTest(unittest.TestCase):
 
     def test_check_valid_prints_digest(self):
         status, out, err = secmig('policy', 'check', SAMPLE)
-        self.assertEqual((0, self.digest + '\n', ''), (status, out, err))
+        self.assertEqual((0, loader.load(SAMPLE).digest + '\n', ''),
+                         (status, out, err))
 
     def test_check_invalid_prints_file_line_problem(self):
         path = self.write('p.yaml', 'version: 1\nrbac:\n  api: "@"\n'
@@ -70,12 +78,21 @@ class PolicyCommandTest(unittest.TestCase):
 
     def test_check_uses_the_configured_file(self):
         conf = self.write('secmig.conf',
-                          '[policy]\npolicy_file = %s\n' % SAMPLE)
+                          '[policy]\npolicy_file = %s\n' % self.policy)
         status, out, _ = secmig('--config-file', conf, 'policy', 'check')
         self.assertEqual((0, self.digest + '\n'), (status, out))
 
-    def test_explain_refused(self):
+    def test_sample_refuses_a_project_manager(self):
         status, out, _ = secmig('policy', 'explain', '--policy', SAMPLE,
+                                '--facts', self.facts())
+        self.assertEqual(1, status)
+        self.assertTrue(out.startswith(
+            'refused (rbac_denied): the requester (user max, project p1) '
+            'may not request a API migration'), out)
+        self.assertIn('rule: rbac.api (%s:32)' % SAMPLE, out)
+
+    def test_explain_refused(self):
+        status, out, _ = secmig('policy', 'explain', '--policy', self.policy,
                                 '--facts', self.facts())
         self.assertEqual(1, status)
         lines = out.splitlines()
@@ -83,19 +100,19 @@ class PolicyCommandTest(unittest.TestCase):
                                             ': destination cmp2 has '
                                             'clearance 2, below the level 3'),
                         out)
-        self.assertEqual('rule: mac (%s:55)' % SAMPLE, lines[1])
+        self.assertEqual('rule: mac (%s:59)' % self.policy, lines[1])
         self.assertEqual('policy digest: ' + self.digest, lines[2])
 
     def test_explain_allowed_with_constraints(self):
         facts = self.facts(destination__clearance=3,
                            destination__aggregates=['secmig-enrolled',
                                                     'hardened'])
-        status, out, _ = secmig('policy', 'explain', '--policy', SAMPLE,
+        status, out, _ = secmig('policy', 'explain', '--policy', self.policy,
                                 '--facts', facts)
         self.assertEqual(0, status, out)
         self.assertIn('allowed (ok): instance inst-1 may migrate from cmp1 '
                       'to cmp2', out)
-        self.assertIn('rule: rbac.api (%s:28)' % SAMPLE, out)
+        self.assertIn('rule: rbac.api (%s:32)' % self.policy, out)
         self.assertIn('constraints: encryption=required, '
                       'max_bandwidth_mib=1000, post_copy=False', out)
 
@@ -104,20 +121,20 @@ class PolicyCommandTest(unittest.TestCase):
                            destination__aggregates=['secmig-enrolled',
                                                     'hardened'],
                            instance__last_migrated_at=1699999900)
-        status, out, _ = secmig('policy', 'explain', '--policy', SAMPLE,
+        status, out, _ = secmig('policy', 'explain', '--policy', self.policy,
                                 '--facts', facts, '--json')
         self.assertEqual(1, status)
         self.assertEqual(('cooldown', 'cooldown.seconds'),
                          (json.loads(out)['code'],
                           json.loads(out)['details']['rule']))
-        status, out, _ = secmig('policy', 'explain', '--policy', SAMPLE,
+        status, out, _ = secmig('policy', 'explain', '--policy', self.policy,
                                 '--facts', facts, '--json',
                                 '--now', '1700001000')
         decision = json.loads(out)
         self.assertEqual((0, True, 'ok'),
                          (status, decision['allowed'], decision['code']))
         self.assertEqual(self.digest, decision['details']['policy_digest'])
-        status, out, _ = secmig('policy', 'explain', '--policy', SAMPLE,
+        status, out, _ = secmig('policy', 'explain', '--policy', self.policy,
                                 '--facts', facts, '--json',
                                 '--now', '1700001000', '--trigger',
                                 'watcher')
@@ -136,12 +153,12 @@ class PolicyCommandTest(unittest.TestCase):
 
     def test_explain_bad_facts(self):
         path = self.facts(instance__flavor_extra_specs={'secmig:level': 2})
-        status, _, err = secmig('policy', 'explain', '--policy', SAMPLE,
+        status, _, err = secmig('policy', 'explain', '--policy', self.policy,
                                 '--facts', path)
         self.assertEqual(1, status)
         self.assertIn('facts: instance.flavor_extra_specs: keys and values '
                       'must be strings', err)
-        status, _, err = secmig('policy', 'explain', '--policy', SAMPLE,
+        status, _, err = secmig('policy', 'explain', '--policy', self.policy,
                                 '--facts', self.write('f.json', '{'))
         self.assertEqual(1, status)
         self.assertIn('not valid JSON', err)

@@ -53,8 +53,8 @@ def main():
     args = parser.parse_args()
 
     policy = loader.load(SAMPLE)
-    manager = facts.Request('api', {'user_id': 'max', 'project_id': 'p1',
-                                    'roles': ['manager', 'member']})
+    operator = facts.Request('api', {'user_id': 'max', 'project_id': 'p1',
+                                     'roles': ['admin']})
     member = facts.Request('api', {'user_id': 'mia', 'project_id': 'p1',
                                    'roles': ['member']})
     instance = facts.InstanceFacts(
@@ -66,7 +66,7 @@ def main():
                              frozenset(['secmig-enrolled', 'hardened']),
                              'az%d' % (1 + i % 2))
              for i in range(1, args.hosts + 1)]
-    assert evaluate.evaluate(manager, instance, source, hosts[0], policy,
+    assert evaluate.evaluate(operator, instance, source, hosts[0], policy,
                              NOW).allowed
     assert not evaluate.evaluate(member, instance, source, hosts[0], policy,
                                  NOW).allowed
@@ -93,7 +93,7 @@ def main():
     named = rules.compile_named({k: v.text for k, v in policy.rules.items()})
     _, tree = rules.compile_rule(policy.rbac['api'].text, named)
     target = rules.build_target({'project_id': 'p1'})
-    creds = manager.credentials
+    creds = operator.credentials
     compiled = policy.rbac['api'].check
     assert tree(target, creds, None) and compiled(target, creds)
 
@@ -107,7 +107,7 @@ def main():
 
     calls, rounds = len(hosts), args.rounds
     load = median_per_call(load_pass, max(1, calls // 20), rounds)
-    allowed = median_per_call(scheduler_pass(manager), calls, rounds)
+    allowed = median_per_call(scheduler_pass(operator), calls, rounds)
     refused = median_per_call(scheduler_pass(member), calls, rounds)
     stat = median_per_call(source_pass, calls, rounds)
     oslo = median_per_call(oslo_tree, calls, rounds)
