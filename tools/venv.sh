@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=${SECMIG_VENV:-.venv}
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+# The distribution's Python where there is one: the cloud tier runs
+# nova-compute as user nova, which cannot run an interpreter kept in a
+# private directory (a pyenv build under /root, say).
+python=python3
+[ -x /usr/bin/python3 ] && python=/usr/bin/python3
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv" >&2
 "$venv/bin/pip" install -q -U pip >&2
 "$venv/bin/pip" install -q -r requirements.txt -r test-requirements.txt \
     -e . >&2
