@@ -43,12 +43,18 @@ VENV = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
 DATABASES = ('cloud_keystone', 'cloud_placement', 'cloud_glance',
              'cloud_neutron', 'cloud_nova_api', 'cloud_nova_cell0',
              'cloud_nova_cell1')
-#: The compute hosts: name, loopback address, clearance.
-HOSTS = (('cmp1', '127.0.0.11', 1), ('cmp2', '127.0.0.12', 1))
+#: The compute hosts: name, loopback address, enrollment. Two enrolled
+#: hosts; one never enrolled (no certificate, no TLS listener); one
+#: whose certificate the CA revoked and which, as a compromised host
+#: would, never installed the CRL that says so.
+HOSTS = (('cmp1', '127.0.0.11', 'enrolled'),
+         ('cmp2', '127.0.0.12', 'enrolled'),
+         ('cmp3', '127.0.0.13', 'unenrolled'),
+         ('cmp4', '127.0.0.14', 'revoked'))
 #: Control-plane services, in the order they stop.
-SERVICES = ('nova-compute-cmp1', 'nova-compute-cmp2', 'nova-conductor-cell1',
-            'nova-conductor', 'nova-scheduler', 'nova', 'neutron',
-            'glance', 'placement', 'keystone')
+SERVICES = tuple('nova-compute-%s' % h[0] for h in HOSTS) + (
+    'nova-conductor-cell1', 'nova-conductor', 'nova-scheduler', 'nova',
+    'neutron', 'glance', 'placement', 'keystone')
 
 
 def say(msg):
@@ -64,7 +70,7 @@ def log(name):
 
 
 def compute_hosts():
-    return [hosts_mod.ComputeHost(n, a, STATE, VENV, c) for n, a, c in HOSTS]
+    return [hosts_mod.ComputeHost(n, a, STATE, VENV, e) for n, a, e in HOSTS]
 
 
 class Step:
@@ -251,7 +257,7 @@ def enroll(host, ca_dir):
     token = subprocess.run(
         secmig_cmd('pki', 'token-create', '--ca-dir', ca_dir, '--host',
                    host.name, '--address', host.address, '--clearance',
-                   str(host.clearance)),
+                   '1'),
         check=True, capture_output=True, text=True).stdout.strip()
     csr = host.run(secmig_cmd('pki', 'host-key', '--host', host.name,
                               '--address', host.address, '--group', 'kvm'))
@@ -273,7 +279,23 @@ def start_pki(hosts):
     procs.run(secmig_cmd('pki', 'ca-create', '--ca-dir', ca_dir, '--name',
                          'secmig cloud CA'), log('pki'))
     for host in hosts:
-        enroll(host, ca_dir)
+        if host.enrollment != 'unenrolled':
+            enroll(host, ca_dir)
+    for host in hosts:
+        if host.enrollment == 'revoked':
+            procs.run(secmig_cmd('pki', 'revoke', '--ca-dir', ca_dir,
+                                 '--cert', os.path.join(ca_dir, '%s.pem'
+                                                        % host.name),
+                                 '--reason', 'key-compromise'), log('pki'))
+    # The new CRL reaches the hosts that are still trusted (doc/nova.rst:
+    # "after a new CRL, run secmig pki install again").
+    for host in hosts:
+        if host.enrollment == 'enrolled':
+            host.run(secmig_cmd(
+                'pki', 'install', '--cert',
+                os.path.join(ca_dir, '%s.pem' % host.name), '--ca',
+                os.path.join(ca_dir, 'ca-cert.pem'), '--crl',
+                os.path.join(ca_dir, 'ca-crl.pem')))
     sched = os.path.join(STATE, 'scheduler', 'pki')
     os.makedirs(sched, exist_ok=True)
     for name in ('ca-cert.pem', 'ca-crl.pem'):
@@ -302,7 +324,7 @@ def start_hosts(hosts):
     services = []
     for host in hosts:
         host.configure(policy_text(), user)
-        host.start_libvirt()
+        host.start_libvirt(listen=host.enrollment != 'unenrolled')
         services.append(host.start_compute(user))
     return services
 
@@ -401,7 +423,7 @@ def down(args, quiet=False):
 
 
 def status(args):
-    for name in SERVICES + tuple('host-%s' % n for n, _, _ in HOSTS):
+    for name in SERVICES + tuple('host-%s' % h[0] for h in HOSTS):
         pidfile = os.path.join(STATE, name + '.pid')
         try:
             with open(pidfile) as f:

@@ -235,6 +235,16 @@ def privsep(venv, user):
                    for section in ('nova_sys_admin', 'privsep_osbrick'))
 
 
+def rootwrap(venv):
+    """/etc/nova/rootwrap.conf: Nova's own, finding the virtualenv's tools."""
+    return _text('''
+        [DEFAULT]
+        filters_path = /etc/nova/rootwrap.d
+        exec_dirs = %s/bin,/sbin,/usr/sbin,/bin,/usr/bin
+        use_syslog = False
+        ''' % venv)
+
+
 def nova_compute(host, venv, user):
     """/etc/nova/nova.conf of a compute host (doc/nova.rst)."""
     return _text('''

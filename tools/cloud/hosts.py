@@ -25,10 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class ComputeHost:
     """One compute host; ``holder`` is the pid that holds its namespace."""
 
-    def __init__(self, name, address, state, venv, clearance=1):
+    def __init__(self, name, address, state, venv, enrollment):
         self.name = name
         self.address = address
-        self.clearance = clearance
+        #: enrolled, unenrolled or revoked
+        self.enrollment = enrollment
         self.state = state
         self.venv = venv
         self.dir = os.path.join(state, 'hosts', name)
@@ -77,7 +78,8 @@ class ComputeHost:
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         shutil.copytree('/etc/libvirt', self.path('/etc/libvirt'))
-        for d in ('/etc/pki', '/etc/nova', '/etc/secmig', '/run',
+        shutil.copytree('/etc/sudoers.d', self.path('/etc/sudoers.d'))
+        for d in ('/etc/pki/qemu', '/etc/nova', '/etc/secmig', '/run',
                   '/var/lib/libvirt', '/var/lib/nova/instances',
                   '/var/lib/nova/lock', '/var/lib/secmig/audit',
                   '/var/log/libvirt', '/var/cache/libvirt'):
@@ -111,22 +113,39 @@ class ComputeHost:
         self.write('/etc/secmig/secmig.conf', confs.secmig_compute(),
                    0o640, ('root', 'nova'))
         self.write('/etc/secmig/migration-policy.yaml', policy_text)
+        if user:
+            self._rootwrap(user)
         for d in ('/var/lib/nova', '/var/lib/nova/instances',
                   '/var/lib/nova/lock', '/var/lib/secmig',
                   '/var/lib/secmig/audit'):
             shutil.chown(self.path(d), 'nova', 'nova')
 
-    def start_libvirt(self):
+    def _rootwrap(self, user):
+        """sudo and nova-rootwrap for nova-compute's privileged helpers."""
+        shutil.copytree(os.path.join(self.venv, 'etc', 'nova', 'rootwrap.d'),
+                        self.path('/etc/nova/rootwrap.d'), dirs_exist_ok=True)
+        self.write('/etc/nova/rootwrap.conf', confs.rootwrap(self.venv))
+        self.write('/etc/sudoers.d/nova-rootwrap',
+                   '%s ALL=(root) NOPASSWD: %s/bin/nova-rootwrap '
+                   '/etc/nova/rootwrap.conf *\n' % (user, self.venv), 0o440)
+
+    def start_libvirt(self, listen=True):
+        """virtlogd and libvirtd; with ``listen``, libvirtd's TLS port."""
         log = os.path.join(self.state, 'log', 'libvirtd-%s.log' % self.name)
         env = dict(os.environ, LIBVIRT_LOG_OUTPUTS='3:file:%s' % log)
-        for daemon in (['virtlogd', '-d'], ['libvirtd', '-d', '--listen']):
+        libvirtd = ['libvirtd', '-d'] + (['--listen'] if listen else [])
+        for daemon in (['virtlogd', '-d'], libvirtd):
             subprocess.run(self.enter(daemon), check=True, env=env,
                            timeout=60)
         service = procs.Service('libvirtd-%s' % self.name,
                                 self.libvirtd_pid(), log)
-        service.wait_for(lambda: procs.port_open(self.address, 16514),
-                         'libvirtd TLS listener on %s:16514' % self.address,
-                         60)
+        if listen:
+            service.wait_for(lambda: procs.port_open(self.address, 16514),
+                             'libvirtd TLS listener on %s:16514'
+                             % self.address, 60)
+        else:
+            service.wait_for(lambda: os.path.exists(
+                self.path('/run/libvirt/libvirt-sock')), 'its socket', 60)
 
     def libvirtd_pid(self):
         with open(self.path('/run/libvirtd.pid')) as f:
