@@ -56,6 +56,12 @@ if ! port_open 5672; then
     wait_port 5672 RabbitMQ
 fi
 
+if ! port_open 3306; then
+    echo "test-setup: starting MariaDB"
+    service mariadb start >/dev/null
+    wait_port 3306 MariaDB
+fi
+
 if ! port_open 5432; then
     echo "test-setup: starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start

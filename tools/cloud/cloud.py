@@ -326,7 +326,7 @@ def start_hosts(hosts):
         host.configure(policy_text(), user)
         host.start_libvirt(listen=host.enrollment != 'unenrolled')
         services.append(host.start_compute(user))
-    return services
+    return user, services
 
 
 def wait_computes(services, admin):
@@ -387,7 +387,7 @@ def up(args):
     with Step('Nova API, scheduler and conductors'):
         start_nova()
     with Step('compute hosts (namespaces, PKI, libvirtd, nova-compute)'):
-        services = start_hosts(hosts)
+        user, services = start_hosts(hosts)
         wait_computes(services, admin)
         aggregate(admin, hosts)
     with Step('guest image and flavor'):
@@ -397,8 +397,9 @@ def up(args):
         'state_dir': STATE, 'venv': VENV, 'password': confs.PASSWORD,
         'auth_url': confs.url('keystone', '/v3'),
         'hosts': [{'name': h.name, 'address': h.address,
-                   'holder_pidfile': h.holder_pidfile, 'dir': h.dir}
+                   'enrollment': h.enrollment, 'dir': h.dir}
                   for h in hosts],
+        'compute_user': user,
         'images': images, 'flavor': identity.FLAVOR,
         'setup_seconds': round(time.monotonic() - started, 1)}
     write(os.path.join(STATE, 'cloud.json'),

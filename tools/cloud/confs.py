@@ -262,6 +262,7 @@ def nova_compute(host, venv, user):
         cpu_models = qemu64
         live_migration_with_native_tls = true
         live_migration_scheme = tls
+        live_migration_tunnelled = false
         live_migration_inbound_addr = %(name)s
         live_migration_permit_post_copy = false
         live_migration_permit_auto_converge = true
@@ -295,6 +296,7 @@ def secmig_compute():
     return _text('''
         [pki]
         cert_dir = /etc/pki/qemu
+        require_crl = true
 
         [policy]
         policy_file = /etc/secmig/migration-policy.yaml

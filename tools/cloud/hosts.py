@@ -116,9 +116,11 @@ class ComputeHost:
         if user:
             self._rootwrap(user)
         for d in ('/var/lib/nova', '/var/lib/nova/instances',
-                  '/var/lib/nova/lock', '/var/lib/secmig',
-                  '/var/lib/secmig/audit'):
+                  '/var/lib/nova/lock'):
             shutil.chown(self.path(d), 'nova', 'nova')
+        for d in ('/var/lib/secmig', '/var/lib/secmig/audit'):
+            shutil.chown(self.path(d), 'nova', 'nova')
+            os.chmod(self.path(d), 0o750)
 
     def _rootwrap(self, user):
         """sudo and nova-rootwrap for nova-compute's privileged helpers."""
