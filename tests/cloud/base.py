@@ -208,6 +208,37 @@ class CloudTestCase(unittest.TestCase):
             return None
 
     @classmethod
+    def replace_file(cls, host, path, text, cleanup):
+        """Write ``text`` to ``path`` in a host; ``cleanup`` restores it."""
+        real = cls.hosts[host].path(path)
+        with open(real) as f:
+            original = f.read()
+        stat = os.stat(real)
+
+        def write(content):
+            with open(real, 'w') as f:
+                f.write(content)
+            os.chown(real, stat.st_uid, stat.st_gid)
+            os.chmod(real, stat.st_mode & 0o7777)
+        cleanup(write, original)
+        write(text)
+        return original
+
+    @classmethod
+    def restart_compute(cls, host):
+        """Restart a host's nova-compute; wait until it reports again."""
+        def reported():
+            found = cls.nova().get('/v2.1/os-services?binary=nova-compute'
+                                   '&host=%s' % host)['services']
+            return found[0]['updated_at'] if found else None
+        compute = cls.hosts[host]
+        compute.stop_compute()
+        last = reported()
+        service = compute.start_compute(cls.cloud['compute_user'])
+        service.wait_for(lambda: reported() not in (None, last),
+                         'nova-compute on %s to report' % host, 180)
+
+    @classmethod
     def secmig(cls, host, *args):
         """``secmig ARGS`` on a host: (exit status, output)."""
         cmd = cls.hosts[host].enter(
