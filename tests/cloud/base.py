@@ -76,16 +76,19 @@ class CloudTestCase(unittest.TestCase):
     @classmethod
     def boot(cls, name, host, image='secmig-guest', session=None,
              cleanup=None):
-        """Boot a guest on ``host`` (admin's ``az:host``); wait for it.
+        """Boot a guest on ``host`` and wait for it.
+
+        An admin chooses the host (``az:host``); None lets the scheduler.
 
         ``cleanup`` registers its deletion (default: the class's, for a
         guest shared by the class's tests; pass ``self.addCleanup``).
         """
         nova = cls.nova('2.37', session)
-        server = nova.post('/v2.1/servers', {'server': {
-            'name': name, 'imageRef': cls.cloud['images'][image],
-            'flavorRef': cls.flavor_id(), 'networks': 'none',
-            'availability_zone': 'az1:%s' % host}})['server']
+        request = {'name': name, 'imageRef': cls.cloud['images'][image],
+                   'flavorRef': cls.flavor_id(), 'networks': 'none'}
+        if host:
+            request['availability_zone'] = 'az1:%s' % host
+        server = nova.post('/v2.1/servers', {'server': request})['server']
         (cleanup or cls.addClassCleanup)(cls.delete, server['id'])
         server = wait(lambda: cls._settled(server['id']),
                       'server %s to boot' % name, BOOT_TIMEOUT)
