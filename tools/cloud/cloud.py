@@ -428,7 +428,7 @@ def status(args):
         pidfile = os.path.join(STATE, name + '.pid')
         try:
             with open(pidfile) as f:
-                pid = int(f.read())
+                pid = int(f.read().split()[0])
         except (OSError, ValueError):
             print('%-22s not started' % name)
             continue

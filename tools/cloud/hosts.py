@@ -47,7 +47,7 @@ class ComputeHost:
 
     def holder(self):
         with open(self.holder_pidfile) as f:
-            return int(f.read())
+            return int(f.read().split()[0])
 
     def enter(self, cmd, user=None):
         """``cmd`` as run inside this host (as ``user`` if given)."""
@@ -168,10 +168,11 @@ class ComputeHost:
     def stop(self):
         """Stop the compute service, guests, libvirt and the namespace."""
         self.stop_compute()
+        daemons = ('libvirtd', 'virtlogd', 'qemu-system-x86')
         qemu_pids = glob.glob(self.path('/run/libvirt/qemu/*.pid'))
         for pidfile in [self.path('/run/libvirtd.pid'),
                         self.path('/run/virtlogd.pid')] + qemu_pids:
-            procs.stop_pidfile(pidfile, group=False)
+            procs.stop_pidfile(pidfile, names=daemons, group=False)
         procs.stop_pidfile(self.holder_pidfile)
 
 

@@ -58,8 +58,29 @@ def spawn(name, cmd, state_dir, env=None):
                                 stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
     with open(os.path.join(state_dir, name + '.pid'), 'w') as f:
-        f.write('%d\n' % proc.pid)
+        f.write('%d %s\n' % (proc.pid, start_time(proc.pid)))
     return Service(name, proc.pid, log)
+
+
+def start_time(pid):
+    """When ``pid`` started (clock ticks since boot), or None.
+
+    With the pid it names a process uniquely, so that a pid file left by
+    an earlier run never stops a process that reuses its number.
+    """
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def command_name(pid):
+    try:
+        with open('/proc/%d/comm' % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 class Service:
@@ -157,14 +178,25 @@ def stop_pid(pid, timeout=20, group=True):
         pass
 
 
-def stop_pidfile(path, **kwargs):
-    """Stop the process a pid file names (if it still runs); drop the file."""
+def stop_pidfile(path, names=None, **kwargs):
+    """Stop the process a pid file names (if it still runs); drop the file.
+
+    The process must be the one the file was written for: the start time
+    :func:`spawn` wrote matches, or (for a daemon's own pid file) its
+    command name is in ``names``.
+    """
     try:
         with open(path) as f:
-            pid = int(f.read().split()[0])
+            fields = f.read().split()
+        pid = int(fields[0])
     except (OSError, ValueError, IndexError):
         return False
-    stop_pid(pid, **kwargs)
+    if len(fields) > 1:
+        ours = fields[1] == start_time(pid)
+    else:
+        ours = names is not None and command_name(pid) in names
+    if ours:
+        stop_pid(pid, **kwargs)
     try:
         os.unlink(path)
     except FileNotFoundError:
