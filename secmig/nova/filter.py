@@ -140,6 +140,11 @@ class SecureMigrationFilter(filters.BaseHostFilter):
                   if self._passes(current, host, spec_obj)]
         if self._audit is not None:
             self._record(spec_obj, source.name, passed, current.refused)
+        if not passed and current.last_refusal is not None and [
+                h.host for h in hosts] == [_requested_host(spec_obj)]:
+            # The requester chose this host: say why it may not go there,
+            # not only that no host was found.
+            _refuse_request(spec_obj, current.last_refusal)
         return passed
 
     def host_passes(self, host_state, spec_obj):
@@ -213,6 +218,7 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         # (revoked, not_enrolled, expired...), which says more.
         code = decision.details.get('certificate_code', decision.code)
         current.refused.setdefault(code, []).append(host_state.host)
+        current.last_refusal = decision
         return False
 
 
@@ -256,7 +262,8 @@ def _move_source(spec_obj, hosts):
 class _RequestPass:
     """One scheduling request as the filter sees it."""
 
-    __slots__ = ('source', 'decisions', 'by_host_facts', 'refused')
+    __slots__ = ('source', 'decisions', 'by_host_facts', 'refused',
+                 'last_refusal')
 
     def __init__(self, source, decisions):
         self.source = source
@@ -264,6 +271,18 @@ class _RequestPass:
         self.by_host_facts = {}
         #: refusal code -> hosts refused with it
         self.refused = {}
+        #: the Decision that refused the last host refused
+        self.last_refusal = None
+
+
+def _requested_host(spec_obj):
+    """The destination host the requester named, or None."""
+    destination = (spec_obj.requested_destination
+                   if spec_obj.obj_attr_is_set('requested_destination')
+                   else None)
+    if destination is None or not destination.obj_attr_is_set('host'):
+        return None
+    return destination.host
 
 
 def _destination(host, verdict, tls, aggregates):

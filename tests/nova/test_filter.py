@@ -249,6 +249,26 @@ class SecureMigrationFilterTest(test.NoDBTestCase):
         self.assertIn('secmig refused the migration (rbac_denied)',
                       str(error))
 
+    def test_requested_host_refused_gets_its_reason(self):
+        # Given an admin's move to a host they name (the scheduler then
+        # considers that host alone), a revoked one
+        spec = self.spec(requested_destination=objects.Destination(
+            host='revoked', node='revoked'))
+        # When it is scheduled
+        error = self.assertRaises(
+            exception.NoValidHost, self.passing,
+            [host_state('revoked', self.pems['revoked'])], spec)
+        # Then the answer says why that host may not receive it
+        self.assertIn('secmig refused the migration '
+                      '(destination_certificate_invalid)', str(error))
+        self.assertIn('(revoked)', str(error))
+
+    def test_unnamed_hosts_refused_leave_the_answer_to_nova(self):
+        # Given a move with no host named, and only a refused host
+        hosts = [host_state('revoked', self.pems['revoked'])]
+        # When it is scheduled, Then no host passes, and Nova says so
+        self.assertEqual([], self.passing(hosts, self.spec()))
+
     def test_broken_policy_file_gets_no_valid_host(self):
         self.policy_file = os.path.join(self.dir, 'broken.yaml')
         with open(self.policy_file, 'w') as f:
