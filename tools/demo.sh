@@ -1,11 +1,14 @@
 #!/bin/bash
-# The demo in one command, on a fresh Debian/Ubuntu machine: install what
-# it needs (tools/test-setup.sh: packages, PostgreSQL, RabbitMQ), create
-# or update the virtualenv, then run "secmig demo" with any arguments
-# given here, e.g.:
+# The demo in one command, on a fresh Debian/Ubuntu machine, as root:
+# install what it needs (tools/test-setup.sh: packages, MariaDB,
+# PostgreSQL, RabbitMQ), create or update the virtualenv, then show
+# secmig on the one-machine cloud of tools/cloud (started if none runs):
 #
-#   tools/demo.sh                      (Gnocchi if PostgreSQL runs, QEMU)
-#   tools/demo.sh --metrics embedded --skip-qemu
+#   tools/demo.sh                  a real guest moved between two libvirt
+#                                  hosts over TLS, refusals, audit trail
+#   tools/demo.sh --keep           the same, and leave the cloud running
+#   tools/demo.sh --quick [ARGS]   the in-process variant ("secmig demo":
+#                                  Nova's fake libvirt, Watcher, Gnocchi)
 #
 # Exits with the demo's status: 0 when every step behaved as shown.
 set -euo pipefail
@@ -13,4 +16,8 @@ cd "$(dirname "$0")/.."
 
 tools/test-setup.sh
 venv=$(tools/venv.sh)
-exec "$venv/bin/secmig" demo "$@"
+if [ "${1:-}" = --quick ]; then
+    shift
+    exec "$venv/bin/secmig" demo "$@"
+fi
+exec "$venv/bin/python" tools/cloud/demo.py "$@"

@@ -11,10 +11,8 @@ was.
 import json
 
 from tests.cloud import base
-from tests.cloud import wire
 
-#: libvirt's default port range for incoming migrations and NBD disks.
-MIGRATION_PORTS = range(49152, 49216)
+wire = base.wire
 
 
 class AdminMigrationTest(base.CloudTestCase):
@@ -29,7 +27,7 @@ class AdminMigrationTest(base.CloudTestCase):
         server = self.boot('tls-move', 'cmp1', cleanup=self.addCleanup)
         before = len(self.migrations(server['id']))
         sniffer = wire.FirstBytes(self.hosts['cmp2'].address,
-                                  MIGRATION_PORTS)
+                                  wire.MIGRATION_PORTS)
         sniffer.start()
         self.addCleanup(sniffer.stop)
 

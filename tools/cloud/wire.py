@@ -17,6 +17,8 @@ import threading
 import time
 
 ETH_P_ALL = 0x0003
+#: libvirt's default port range for incoming migrations and NBD disks.
+MIGRATION_PORTS = range(49152, 49216)
 TLS_HANDSHAKE = b'\x16\x03'
 QEMU_PLAINTEXT = b'QEVM'
 #: An NBD client's first option, asking for TLS (option 5).
