@@ -21,7 +21,6 @@ to start it.
 
 import configparser
 import grp
-import json
 import os
 import pwd
 import re
@@ -29,11 +28,11 @@ import stat
 import unittest
 
 from secmig import readiness
+from tests.cloud import base
 from tests.unit.test_docs import config_blocks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-STATE = os.environ.get('SECMIG_CLOUD_DIR', '/var/lib/secmig-cloud')
 #: The guide's example host: DNS name, migration address, host name
 #: (replaced in this order: the DNS name contains the host name).
 EXAMPLE = ('cmp1.example.org', '192.0.2.11', 'cmp1')
@@ -57,16 +56,10 @@ def read_guide():
         return f.read()
 
 
-def describe():
-    """The running cloud's ``cloud.json``; fails clearly without one."""
-    path = os.path.join(STATE, 'cloud.json')
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise AssertionError(
-            'no cloud is set up (%s is missing): start one with '
-            '"tools/cloud/cloud.py up"' % path) from None
+def pid_in(path):
+    """The pid a pid file of the set-up names."""
+    with open(path) as f:
+        return int(f.read().split()[0])
 
 
 def for_host(text, name, address):
@@ -158,10 +151,10 @@ class GuideMixin:
         cls.blocks = dict(config_blocks(cls.guide))
 
     def setUp(self):
-        cloud = describe()
+        cloud = base.driver.describe()
         hosts = {h['name']: h for h in cloud['hosts']}
-        self.assertIn(self.HOST, hosts,
-                      'cloud.json of %s has no host %s' % (STATE, self.HOST))
+        self.assertIn(self.HOST, hosts, 'cloud.json of %s has no host %s'
+                      % (base.driver.STATE, self.HOST))
         self.host = hosts[self.HOST]
 
     def path(self, inside):
@@ -258,9 +251,9 @@ class GuideMixin:
         program too: the service is each process under it that runs
         ``secmig-nova-compute`` and has no such process below it.
         """
-        pidfile = os.path.join(STATE, 'nova-compute-%s.pid' % self.HOST)
-        with open(pidfile) as f:
-            pid = int(f.read())
+        pidfile = os.path.join(base.driver.STATE,
+                               'nova-compute-%s.pid' % self.HOST)
+        pid = pid_in(pidfile)
         self.assertTrue(os.path.exists('/proc/%d' % pid),
                         'nova-compute of %s is not running (pid %d, from '
                         '%s)' % (self.HOST, pid, pidfile))
@@ -279,8 +272,8 @@ class GuideMixin:
         self.assertEqual(user, member)
         account = pwd.getpwnam(user)
         gid = grp.getgrnam(group).gr_gid
-        with open(os.path.join(STATE, 'host-%s.pid' % self.HOST)) as f:
-            holder = int(f.read())
+        holder = pid_in(os.path.join(base.driver.STATE,
+                                     'host-%s.pid' % self.HOST))
         namespace = os.readlink('/proc/%d/ns/mnt' % holder)
         for pid in self.compute_processes():
             uids, gids, groups = status(pid)
@@ -317,11 +310,11 @@ class SubstitutionTest(unittest.TestCase):
                      'cmp2', '127.0.0.12'))
 
     def test_a_missing_cloud_says_how_to_start_one(self):
-        global STATE
-        saved, STATE = STATE, os.path.join(ROOT, 'no-such-cloud')
+        saved = base.driver.STATE
+        base.driver.STATE = os.path.join(ROOT, 'no-such-cloud')
         try:
             with self.assertRaisesRegex(AssertionError,
                                         'tools/cloud/cloud.py up'):
-                describe()
+                base.driver.describe()
         finally:
-            STATE = saved
+            base.driver.STATE = saved

@@ -23,6 +23,8 @@ FLAVOR = {'name': 'secmig.tiny', 'ram': 128, 'vcpus': 1, 'disk': 1}
 #: Guest images: name -> kernel command line (tools/cloud/guest).
 GUESTS = {
     'secmig-guest': 'no_timer_check console=ttyS0',
+    # Burns one vCPU (a CPU hotspot for the Watcher strategy).
+    'secmig-guest-burn': 'no_timer_check secmig.burn=1 console=ttyS0',
     # Dirties memory faster than a TLS stream on loopback carries it.
     'secmig-guest-dirty': 'no_timer_check secmig.dirty=1000 secmig.wss=48 '
                           'console=ttyS0',
