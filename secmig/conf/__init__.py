@@ -10,12 +10,13 @@ from oslo_config import cfg
 
 from secmig.conf import audit
 from secmig.conf import auth
+from secmig.conf import nova_api
 from secmig.conf import pki
 from secmig.conf import policy
 from secmig.conf import watcher
 from secmig import exception
 
-_MODULES = (pki, auth, policy, audit, watcher)
+_MODULES = (pki, auth, policy, audit, watcher, nova_api)
 
 
 def register_opts(conf):

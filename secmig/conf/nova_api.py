@@ -6,8 +6,7 @@ admin role, through keystoneauth: its standard authentication, session
 and adapter options (``auth_type``, ``auth_url``, ``username``...,
 ``cafile``, ``timeout``, ``valid_interfaces``, ``region_name``,
 ``endpoint_override``...) live in this group, as in Nova's own
-``[neutron]`` or ``[placement]``. It is registered by the Nova adapter
-only: no other process of secmig reads it.
+``[neutron]`` or ``[placement]``. Only the Nova adapter reads it.
 """
 
 from keystoneauth1 import loading as ks_loading

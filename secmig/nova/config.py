@@ -11,7 +11,6 @@ import os
 from oslo_config import cfg
 
 from secmig import conf as secmig_conf
-from secmig.conf import nova_api
 from secmig import exception
 
 secmig_group = cfg.OptGroup(
@@ -55,7 +54,6 @@ def load(nova_conf):
     files = [path] if path and os.path.exists(path) else []
     try:
         conf = secmig_conf.new_conf(default_config_files=files)
-        nova_api.register_opts(conf)
         _read_every_option(conf)
     except (exception.SecmigError, cfg.Error, ValueError) as e:
         raise exception.SecmigError(

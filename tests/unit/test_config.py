@@ -17,7 +17,8 @@ class ConfigTest(unittest.TestCase):
 
     def test_every_group_is_listed_for_the_generator(self):
         listed = {group.name for group, _ in opts.list_opts()}
-        self.assertEqual({'pki', 'auth', 'policy', 'audit', 'watcher'}, listed)
+        self.assertEqual({'pki', 'auth', 'policy', 'audit', 'watcher', 'nova'},
+                         listed)
 
     def test_overrides_stay_in_their_own_configuration(self):
         # oslo.config copies registered groups shallowly: a shared group
@@ -58,3 +59,6 @@ class ConfigTest(unittest.TestCase):
                 sample = f.read()
         self.assertIn('[pki]', sample)
         self.assertIn('#cert_dir = /etc/pki/qemu', sample)
+        self.assertIn('[nova]', sample)
+        self.assertIn('#aggregates_cache_time = 60', sample)
+        self.assertIn('#auth_type = <None>', sample)
