@@ -10,10 +10,12 @@ Usage (as root, with the project's virtualenv's python)::
 again), then starts: Keystone, Placement, Glance (file store), a Neutron
 API (ML2, no agents: guests boot with ``networks: none``), Nova's API,
 scheduler (with ``SecureMigrationFilter``), a superconductor and a cell
-conductor without ``[api_database]``, and two compute hosts, each its own
-mount and UTS namespace with its own libvirtd, virtlogd and
-``secmig-nova-compute`` (as user ``nova``), enrolled with ``secmig pki``.
-Databases live in the local PostgreSQL, messages in the local RabbitMQ.
+conductor without ``[api_database]``, and four compute hosts (see
+:data:`HOSTS`), each its own mount and UTS namespace with its own
+libvirtd, virtlogd and ``secmig-nova-compute`` (as user ``nova``), set up
+as doc/nova.rst says and enrolled with ``secmig pki``. Databases live in
+the local MariaDB (Neutron's migrations are MySQL-only), messages in the
+local RabbitMQ.
 State, configuration and logs are under ``$SECMIG_CLOUD_DIR``
 (default ``/var/lib/secmig-cloud``); ``cloud.json`` there describes the
 cloud to its users (the tests in ``tests/cloud``).
