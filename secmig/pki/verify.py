@@ -100,12 +100,17 @@ def certificate_names(cert):
             + [str(a) for a in san.get_values_for_type(x509.IPAddress)])
 
 
+def _relative(name):
+    """A DNS name without the one trailing dot of its absolute form."""
+    return name[:-1] if name.endswith('.') else name
+
+
 def _matches_host(names, host):
     try:
         host = str(ipaddress.ip_address(host))
     except ValueError:
-        host = host.lower().rstrip('.')
-    return any(host == n.lower().rstrip('.') for n in names)
+        host = _relative(host.lower())
+    return any(host == _relative(n.lower()) for n in names)
 
 
 def names_host(cert, host):
@@ -218,14 +223,25 @@ def _validate_path(cert, trust, host, purpose, now):
     except verification.VerificationError as e:
         return Decision.refuse(
             'path_invalid', 'certificate path validation failed: %s' % e)
+    except ValueError as e:
+        # cryptography will not check a certificate against some names
+        # a peer may claim (it raises instead of refusing).
+        return Decision.refuse(
+            'wrong_host', 'the certificate cannot be checked against the '
+            'name %r: %s' % (host, e))
     return None
 
 
 def _subject_for(host):
+    """The name path validation checks ``host`` as.
+
+    A DNS name's absolute form (``cmp1.``) names the same host, as
+    :func:`name_in` has it.
+    """
     try:
         return verification.IPAddress(ipaddress.ip_address(host))
     except ValueError:
-        return verification.DNSName(host)
+        return verification.DNSName(_relative(host))
 
 
 def verify_certificate(cert, trust, host=None, purpose='both', now=None,

@@ -18,6 +18,7 @@ from secmig.policy import facts
 from secmig import tls
 from tests import auditutil
 from tests import pkiutil
+from tests.unit import authutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 POLICY = os.path.join(os.path.dirname(HERE), 'etc', 'migration-policy.yaml')
@@ -381,6 +382,22 @@ class RefusalTest(GuardTestBase):
         decision = self.incoming(channel=DirectChannel(self.guards, tamper))
         self.assertFalse(decision.allowed)
         self.assertIn(decision.code, ('bad_signature', 'future_timestamp'))
+
+    def test_hello_rewritten_to_the_absolute_name_is_refused(self):
+        # An attacker on the bus, without a key, rewrites the destination
+        # named in auth1 to its absolute form ('dst.'): the same host to
+        # DNS, a name cryptography's verifier raises on.
+        def tamper(kind, data):
+            if kind != 'auth1':
+                return data
+            return authutil.rewrite(data, binding_dest_host='dst.')
+        decision = self.incoming(channel=DirectChannel(self.guards, tamper))
+        # The source refuses (the signature no longer covers the
+        # binding), and records it, instead of raising.
+        self.assertIn(decision.code, ('bad_signature', 'binding_mismatch'),
+                      decision)
+        self.assertIn(('refused', 'failure', decision.code),
+                      self.steps('src'))
 
     def test_replayed_hello_is_refused_by_the_source(self):
         self.assertTrue(self.incoming())

@@ -139,6 +139,15 @@ class VerifyMatrixTest(unittest.TestCase):
     def test_wrong_host(self):
         self.check(self.good.cert, 'wrong_host', host='node9')
 
+    def test_absolute_dns_name_is_the_same_host(self):
+        decision = verify.verify_certificate(self.good.cert, self.trust,
+                                             host='node1.')
+        self.assertTrue(decision.allowed, decision)
+
+    def test_malformed_names_are_refused_not_raised(self):
+        for host in ('node1..', '.node1', 'node1 ', 'a' * 64 + '.node1'):
+            self.check(self.good.cert, 'wrong_host', host=host)
+
     def test_server_only_certificate_cannot_be_client(self):
         cert = self.leaf(eku=[ExtendedKeyUsageOID.SERVER_AUTH])
         self.assertTrue(verify.verify_certificate(
