@@ -102,6 +102,61 @@ def _check_tokens(text, names):
         _check_match(match, text)
 
 
+#: The most checks one rule may stand for once the named rules it uses
+#: are written out in full. Rules that reference rules can double at
+#: each level ("rN: rule:rN-1 or rule:rN-1"): a bound keeps the time to
+#: load and to evaluate the policy small, whatever the file says.
+MAX_CHECKS = 10000
+#: The deepest nesting of and/or/not a rule may have (evaluating a rule
+#: takes stack in proportion to it).
+MAX_DEPTH = 50
+
+
+def _children(check):
+    if isinstance(check, _checks.NotCheck):
+        return [check.rule]
+    return list(getattr(check, 'rules', ()))
+
+
+def expanded_size(tree, sizes=None):
+    """The number of checks ``tree`` stands for, written out in full.
+
+    A subtree shared by several references counts each time it is used;
+    the work stays linear (sizes are kept by node).
+    """
+    sizes = {} if sizes is None else sizes
+    key = id(tree)
+    if key not in sizes:
+        sizes[key] = 1 + sum(expanded_size(c, sizes)
+                             for c in _children(tree))
+    return sizes[key]
+
+
+def _depth(tree):
+    """How deeply ``tree`` nests (iteratively: it may be very deep)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in _children(node))
+    return deepest
+
+
+def _check_size(tree, text):
+    """Bound a rule once the rules it references are written out."""
+    size = expanded_size(tree)
+    if size > MAX_CHECKS:
+        raise RuleError('rule %r stands for %d checks once the rules it '
+                        'references are written out (at most %d): '
+                        'simplify the rules it references'
+                        % (text, size, MAX_CHECKS))
+    depth = _depth(tree)
+    if depth > MAX_DEPTH:
+        raise RuleError('rule %r nests and/or/not %d deep once the rules '
+                        'it references are written out (at most %d)'
+                        % (text, depth, MAX_DEPTH))
+
+
 def _walk(check):
     yield check
     for child in getattr(check, 'rules', ()):
@@ -122,16 +177,22 @@ def parse(text, names=()):
         raise RuleError('empty rule: write "@" to allow everyone or "!" '
                         'to allow no one')
     _check_tokens(text, names)
-    state = _parser.ParseState()
-    for token in _parser._parse_tokenize(text):
-        state.shift(token)
     try:
+        state = _parser.ParseState()
+        for token in _parser._parse_tokenize(text):
+            state.shift(token)
         tree = state.result
+        if _depth(tree) > MAX_DEPTH:
+            raise RecursionError
+        nodes = list(_walk(tree))
     except ValueError:
         raise RuleError('rule %r is not valid oslo.policy syntax (check '
                         'the and/or/not operators and parentheses)'
                         % text)
-    for node in _walk(tree):
+    except RecursionError:
+        raise RuleError('rule %r... nests and/or/not more than %d deep'
+                        % (text[:80], MAX_DEPTH)) from None
+    for node in nodes:
         if not isinstance(node, _ALLOWED_CHECKS):
             raise RuleError('rule %r: check %s is not allowed in a '
                             'migration policy' % (text, node))
@@ -188,6 +249,11 @@ def compile_named(texts):
         for ref in sorted(references(parsed[name])):
             resolve(ref, stack + [name])
         resolved[name] = inline(parsed[name], resolved)
+        try:
+            _check_size(resolved[name], texts[name])
+        except RuleError as e:
+            e.name = name
+            raise
         return resolved[name]
 
     for name in texts:
@@ -202,8 +268,9 @@ def compile_rule(text, named):
     """
     tree = parse(text, named)
     normal = str(tree)
-    return normal, inline(tree, {name: value[1]
-                                 for name, value in named.items()})
+    tree = inline(tree, {name: value[1] for name, value in named.items()})
+    _check_size(tree, text)
+    return normal, tree
 
 
 def _generic(leaf):

@@ -114,3 +114,43 @@ class EvaluatorTest(unittest.TestCase):
         except (TypeError, AttributeError):
             got = TypeError
         self.assertEqual(expected, got, text)
+
+
+class BoundsTest(unittest.TestCase):
+    """Rules a hostile or careless file may hold load fast or not at all."""
+
+    def test_doubling_chain_of_named_rules_is_refused(self):
+        texts = {'r0': 'role:admin'}
+        texts.update(('r%d' % i, 'rule:r%d or rule:r%d' % (i - 1, i - 1))
+                     for i in range(1, 25))
+        with self.assertRaises(rules.RuleError) as cm:
+            rules.compile_named(texts)
+        self.assertIn('once the rules it references are written out',
+                      str(cm.exception))
+        self.assertEqual('r13', cm.exception.name)
+
+    def test_deep_nesting_is_refused_not_raised(self):
+        for text in ('(role:a and ' * 3000 + 'role:b' + ')' * 3000,
+                     'not ' * 3000 + 'role:a',
+                     '(role:a or ' * 60 + 'role:b' + ')' * 60):
+            with self.assertRaises(rules.RuleError) as cm:
+                rules.parse(text)
+            self.assertIn('nests and/or/not more than', str(cm.exception))
+
+    def test_deep_nesting_through_named_rules_is_refused(self):
+        texts = {'r0': 'role:admin'}
+        texts.update(('r%d' % i, 'not rule:r%d' % (i - 1))
+                     for i in range(1, 80))
+        with self.assertRaises(rules.RuleError) as cm:
+            rules.compile_named(texts)
+        self.assertIn('deep once the rules it references',
+                      str(cm.exception))
+
+    def test_rules_within_the_bounds_still_compile(self):
+        texts = {'r0': 'role:admin'}
+        texts.update(('r%d' % i, 'rule:r%d or rule:r%d' % (i - 1, i - 1))
+                     for i in range(1, 12))
+        compiled = rules.compile_named(texts)
+        check = rules.evaluator(compiled['r11'][1])
+        self.assertTrue(check({}, {'roles': ['admin']}))
+        self.assertFalse(check({}, {'roles': ['member']}))
