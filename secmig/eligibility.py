@@ -210,8 +210,24 @@ def is_request_level(decision):
     return not decision and decision.code in REQUEST_LEVEL
 
 
+def reads_destination_name(policy):
+    """Whether a rule of ``policy`` may read the destination's name.
+
+    Its decisions may then differ between hosts alike in every other
+    fact. Read from the rules' texts, so it errs on the side of yes.
+    """
+    rules = [*policy.rules.values(), *policy.rbac.values(),
+             policy.automatic.identify, policy.cooldown.exempt]
+    return any(rule is not None and 'destination' in rule.text
+               for rule in rules)
+
+
 class RequestDecisions:
-    """Decisions for one scheduling request, shared by alike hosts."""
+    """Decisions for one scheduling request, shared by alike hosts.
+
+    Hosts are alike when they share every fact the policy reads: the
+    destination's name too when :attr:`per_host`.
+    """
 
     def __init__(self, request, instance, source_host, policy, now):
         self.request = request
@@ -219,13 +235,21 @@ class RequestDecisions:
         self.source = source_facts(source_host)
         self.policy = policy
         self.now = now
+        #: True when a rule reads the destination's name: no decision is
+        #: shared between hosts, and none is request-level.
+        self.per_host = reads_destination_name(policy)
         self._by_facts = {}
+
+    def is_request_level(self, decision):
+        """:func:`is_request_level`, unless decisions are per host."""
+        return not self.per_host and is_request_level(decision)
 
     def decide(self, destination):
         """The decision for :class:`~secmig.policy.facts.HostFacts`."""
         key = (destination.clearance, destination.certificate_valid,
                destination.certificate_code, destination.tls_ready,
-               destination.aggregates, destination.availability_zone)
+               destination.aggregates, destination.availability_zone,
+               destination.name if self.per_host else None)
         decision = self._by_facts.get(key)
         if decision is None:
             decision = evaluate_mod.evaluate(

@@ -201,11 +201,13 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         # share one decision; the entry holds the aggregates, so their
         # ids stay theirs while the request lasts.
         key = (verdict_key, tls, *map(id, aggregates))
+        if current.decisions.per_host:
+            key += (host_state.host,)
         entry = current.by_host_facts.get(key)
         if entry is None:
             decision = current.decisions.decide(
                 _destination(host_state.host, verdict, tls, aggregates))
-            if eligibility.is_request_level(decision):
+            if current.decisions.is_request_level(decision):
                 _refuse_request(spec_obj, decision)
             entry = current.by_host_facts[key] = (decision, tuple(aggregates))
         decision = entry[0]

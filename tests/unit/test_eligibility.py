@@ -247,6 +247,35 @@ class RequestDecisionsTest(unittest.TestCase):
         self.assertEqual('insufficient_clearance', low.code)
         self.assertFalse(eligibility.is_request_level(low))
 
+    def test_a_rule_on_the_destination_name_is_judged_per_host(self):
+        # Given a policy whose RBAC rule names the one allowed destination
+        path = os.path.join(self.tmp(), 'policy.yaml')
+        with open(POLICY) as f:
+            text = f.read()
+        rule = 'api: "rule:admin or rule:project_manager"'
+        self.assertIn(rule, text)
+        with open(path, 'w') as f:
+            f.write(text.replace(
+                rule, 'api: "rule:admin and \'h2\':%(target.destination)s"'))
+        self.policy = loader.load(path)
+        decisions = self.decisions(self.ADMIN)
+        # When hosts alike but for their names are decided
+        h1, h2 = (decisions.decide(self.host(n)) for n in ('h1', 'h2'))
+        # Then each is judged on its own name, and the refusal of h1 is
+        # not taken for the whole request
+        self.assertTrue(decisions.per_host)
+        self.assertEqual('rbac_denied', h1.code)
+        self.assertFalse(decisions.is_request_level(h1))
+        self.assertTrue(h2.allowed, h2)
+
+    def test_rules_that_ignore_the_destination_share_decisions(self):
+        self.assertFalse(self.decisions(self.ADMIN).per_host)
+
+    def tmp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        return tmp.name
+
     def test_rbac_refusal_is_request_level(self):
         decision = self.decisions(self.MEMBER).decide(self.host('h1'))
         self.assertEqual('rbac_denied', decision.code)
