@@ -17,12 +17,6 @@ wire = base.wire
 
 class AdminMigrationTest(base.CloudTestCase):
 
-    def query_migrate_parameters(self, host, server):
-        out = self.on_host(host, 'virsh', 'qemu-monitor-command',
-                           server['OS-EXT-SRV-ATTR:instance_name'],
-                           '{"execute": "query-migrate-parameters"}')
-        return json.loads(out)['return']
-
     def test_scheduled_migration_travels_over_tls_and_is_audited(self):
         server = self.boot('tls-move', 'cmp1', cleanup=self.addCleanup)
         before = len(self.migrations(server['id']))
@@ -34,7 +28,7 @@ class AdminMigrationTest(base.CloudTestCase):
         self.live_migrate(server['id'])
         # QEMU's migration parameters on the source, while it sends.
         params = base.wait(
-            lambda: self._tls_parameters('cmp1', server),
+            lambda: self.tls_parameters('cmp1', server),
             'the source QEMU to be given its TLS parameters', 120,
             interval=0.2)
         ticks_before = self.ticks(server['id'])
@@ -81,13 +75,6 @@ class AdminMigrationTest(base.CloudTestCase):
             status, out = self.secmig(host, 'audit', 'verify',
                                       base.JOURNAL)
             self.assertEqual(0, status, '%s: %s' % (host, out))
-
-    def _tls_parameters(self, host, server):
-        try:
-            params = self.query_migrate_parameters(host, server)
-        except base.hosts_mod.procs.CloudError:
-            return None
-        return params if params.get('tls-creds') else None
 
 
 class RefusedMigrationTest(base.CloudTestCase):

@@ -85,19 +85,8 @@ class Demo(driver.CloudDriver):
                                   wire.MIGRATION_PORTS)
         sniffer.start()
         cls.live_migrate(server['id'])
-        name = server['OS-EXT-SRV-ATTR:instance_name']
-
-        def tls_parameters():
-            try:
-                out = cls.on_host('cmp1', 'virsh', 'qemu-monitor-command',
-                                  name, '{"execute": '
-                                  '"query-migrate-parameters"}')
-            except driver.hosts_mod.procs.CloudError:
-                return None
-            params = json.loads(out)['return']
-            return params if params.get('tls-creds') else None
-        params = driver.wait(tls_parameters, 'TLS parameters on cmp1', 120,
-                             interval=0.2)
+        params = driver.wait(lambda: cls.tls_parameters('cmp1', server),
+                             'TLS parameters on cmp1', 120, interval=0.2)
         ticks = cls.ticks(server['id'])
         cls.migration = cls.wait_migration(server['id'], before)
         first = sniffer.stop()

@@ -246,6 +246,21 @@ class CloudDriver:
                          'nova-compute on %s to report' % host, 180)
 
     @classmethod
+    def tls_parameters(cls, host, server):
+        """A source QEMU's migration parameters once it has TLS credentials.
+
+        libvirt sets them for the time of a migration; None otherwise.
+        """
+        try:
+            out = cls.on_host(host, 'virsh', 'qemu-monitor-command',
+                              server['OS-EXT-SRV-ATTR:instance_name'],
+                              '{"execute": "query-migrate-parameters"}')
+        except hosts_mod.procs.CloudError:
+            return None
+        params = json.loads(out)['return']
+        return params if params.get('tls-creds') else None
+
+    @classmethod
     def secmig(cls, host, *args):
         """``secmig ARGS`` on a host: (exit status, output)."""
         cmd = cls.hosts[host].enter(

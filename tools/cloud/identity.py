@@ -17,8 +17,8 @@ import subprocess
 import api
 import confs
 
-SERVICES = (('nova', 'compute', ''), ('placement', 'placement', ''),
-            ('glance', 'image', ''), ('neutron', 'network', ''))
+SERVICES = (('nova', 'compute'), ('placement', 'placement'),
+            ('glance', 'image'), ('neutron', 'network'))
 FLAVOR = {'name': 'secmig.tiny', 'ram': 128, 'vcpus': 1, 'disk': 1}
 #: Guest images: name -> kernel command line (tools/cloud/guest).
 GUESTS = {
@@ -62,10 +62,10 @@ def populate(admin):
         user(name, 'service', 'admin', 'service')
     user('manager', 'demo', 'manager', 'member', 'reader')
     user('member', 'demo', 'member', 'reader')
-    for name, kind, path in SERVICES:
+    for name, kind in SERVICES:
         sid = _id(ks, '/v3/services', 'services', name,
                   {'name': name, 'type': kind})
-        endpoint = confs.url(name, '/v2.1' if name == 'nova' else path)
+        endpoint = confs.url(name, '/v2.1' if name == 'nova' else '')
         for interface in ('public', 'internal', 'admin'):
             ks.post('/v3/endpoints', {'endpoint': {
                 'service_id': sid, 'interface': interface,
