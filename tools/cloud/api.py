@@ -63,3 +63,8 @@ def nova(sess, microversion='2.30'):
     return Client(sess, 'nova', {
         'OpenStack-API-Version': 'compute %s' % microversion,
         'X-OpenStack-Nova-API-Version': microversion})
+
+
+def placement(sess, microversion='1.19'):
+    return Client(sess, 'placement', {
+        'OpenStack-API-Version': 'placement %s' % microversion})

@@ -348,19 +348,48 @@ def wait_computes(services, admin):
         return len(nova.get('/v2.1/os-hypervisors')['hypervisors'])
     services[0].wait_for(lambda: hypervisors() == len(services),
                          'both hypervisors', 120)
+    # A compute node is listed before its inventory reaches Placement,
+    # and the scheduler finds no candidate until it has.
+    placement = api.placement(admin)
+    for service in services:
+        name = service.name.rsplit('-', 1)[1]
+        service.wait_for(lambda: has_inventory(placement, name),
+                         'the inventory of %s in Placement' % name, 120)
+
+
+def provider(placement, name):
+    found = placement.get('/resource_providers?name=%s' % name)
+    return found['resource_providers'][0] if found[
+        'resource_providers'] else None
+
+
+def has_inventory(placement, name):
+    rp = provider(placement, name)
+    return rp is not None and 'MEMORY_MB' in placement.get(
+        '/resource_providers/%s/inventories' % rp['uuid'])['inventories']
 
 
 def aggregate(admin, hosts):
     """Both hosts in aggregate ``secmig-enrolled``, zone ``az1``.
 
-    The sample policy admits only those as destinations.
+    The sample policy admits only those as destinations. Nova mirrors
+    the aggregate into Placement, where the scheduler's zone filter
+    looks; that is checked, not assumed.
     """
-    nova = api.nova(admin)
+    nova = api.nova(admin, '2.41')  # 2.41: aggregates show their uuid
+    placement = api.placement(admin)
     agg = nova.post('/v2.1/os-aggregates', {'aggregate': {
         'name': 'secmig-enrolled', 'availability_zone': 'az1'}})
     for host in hosts:
         nova.post('/v2.1/os-aggregates/%d/action' % agg['aggregate']['id'],
                   {'add_host': {'host': host.name}})
+        rp = provider(placement, host.name)
+        mirrored = placement.get('/resource_providers/%s/aggregates'
+                                 % rp['uuid'])['aggregates']
+        if agg['aggregate']['uuid'] not in mirrored:
+            raise procs.CloudError('Nova did not add %s to aggregate %s '
+                                   'in Placement' % (host.name,
+                                                     agg['aggregate']['uuid']))
 
 
 # Commands ----------------------------------------------------------------
