@@ -53,6 +53,7 @@ STRATEGY_PARAMS = dict(window=POINTS * GRANULARITY, granularity=GRANULARITY,
                        stale_after=3 * GRANULARITY, min_points=3,
                        link_gbps=1.0)
 WATCHER_CREDENTIALS = {'user_id': 'watcher', 'user_name': 'watcher',
+                       'user_domain_id': 'default',
                        'project_id': 'service', 'roles': ['service']}
 WATCHER_TIMEOUT = 180
 
@@ -63,7 +64,8 @@ version: 1
 rules:
   admin: "role:admin"
   project_manager: "role:manager and project_id:%(target.project_id)s"
-  watcher_service: "role:service and user_name:watcher"
+  watcher_service: >-
+    role:service and user_name:watcher and user_domain_id:default
 rbac:
   api: "rule:admin"
   watcher: "rule:watcher_service"

@@ -334,7 +334,9 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         session = self.osc.session
         access = session.auth.get_access(session)
         return {'user_id': access.user_id, 'user_name': access.username,
+                'user_domain_id': access.user_domain_id,
                 'project_id': access.project_id,
+                'project_domain_id': access.project_domain_id,
                 'project_name': access.project_name,
                 'roles': list(access.role_names)}
 

@@ -89,7 +89,7 @@ class PolicyCommandTest(unittest.TestCase):
         self.assertTrue(out.startswith(
             'refused (rbac_denied): the requester (user max, project p1) '
             'may not request a API migration'), out)
-        self.assertIn('rule: rbac.api (%s:32)' % SAMPLE, out)
+        self.assertIn('rule: rbac.api (%s:36)' % SAMPLE, out)
 
     def test_explain_refused(self):
         status, out, _ = secmig('policy', 'explain', '--policy', self.policy,
@@ -100,7 +100,7 @@ class PolicyCommandTest(unittest.TestCase):
                                             ': destination cmp2 has '
                                             'clearance 2, below the level 3'),
                         out)
-        self.assertEqual('rule: mac (%s:59)' % self.policy, lines[1])
+        self.assertEqual('rule: mac (%s:63)' % self.policy, lines[1])
         self.assertEqual('policy digest: ' + self.digest, lines[2])
 
     def test_explain_allowed_with_constraints(self):
@@ -112,7 +112,7 @@ class PolicyCommandTest(unittest.TestCase):
         self.assertEqual(0, status, out)
         self.assertIn('allowed (ok): instance inst-1 may migrate from cmp1 '
                       'to cmp2', out)
-        self.assertIn('rule: rbac.api (%s:32)' % self.policy, out)
+        self.assertIn('rule: rbac.api (%s:36)' % self.policy, out)
         self.assertIn('constraints: encryption=required, '
                       'max_bandwidth_mib=1000, post_copy=False', out)
 

@@ -1,5 +1,6 @@
 """Every kind of migration-policy rule, allowing and refusing."""
 
+import os
 import textwrap
 import unittest
 
@@ -165,6 +166,43 @@ class RbacTest(Case):
         self.assertRefused(self.decide(pol, facts.Request('api', creds),
                                        instance(user_id='u9')),
                            'rbac_denied', 'rbac.api')
+
+
+class SampleWatcherTest(Case):
+    """The sample binds the Watcher service user to the service domain."""
+
+    def setUp(self):
+        self.pol = loader.load(os.path.join(
+            os.path.dirname(__file__), '..', '..', 'etc', 'secmig',
+            'migration-policy.yaml.sample'))
+
+    def watcher_in(self, domain):
+        return facts.Request('watcher', {
+            'user_id': 'w-%s' % domain, 'user_name': 'watcher',
+            'user_domain_id': domain, 'project_id': 'service',
+            'roles': ['service']})
+
+    def dest(self):
+        return host('cmp2', clearance=1, aggregates=['secmig-enrolled'])
+
+    def test_the_service_domain_watcher_moves_instances(self):
+        d = self.assertAllowed(self.decide(
+            self.pol, self.watcher_in('default'), dest=self.dest()))
+        self.assertTrue(d.details['automatic'])
+
+    def test_a_namesake_in_a_tenant_domain_is_refused(self):
+        # A domain's admin can create a user called "watcher" in that
+        # domain; the name alone must not make it the Watcher service.
+        d = self.assertRefused(self.decide(
+            self.pol, self.watcher_in('d-tenant'), dest=self.dest()),
+            'rbac_denied', 'rbac.watcher')
+        self.assertIn('w-d-tenant', d.reason)
+
+    def test_a_request_without_a_domain_is_refused(self):
+        request = self.watcher_in('default')
+        del request.credentials['user_domain_id']
+        self.assertRefused(self.decide(self.pol, request, dest=self.dest()),
+                           'rbac_denied', 'rbac.watcher')
 
 
 class AutomaticTest(Case):

@@ -45,7 +45,7 @@ class SampleTest(unittest.TestCase):
         self.assertEqual('required', pol.transport.encryption)
         self.assertEqual(3, pol.mac.levels['secret'])
         self.assertEqual(3, pol.destinations.by_level[0].min_level)
-        self.assertEqual(32, pol.line_of('rbac.api'))
+        self.assertEqual(36, pol.line_of('rbac.api'))
         self.assertEqual(pol.line_of('mac'), pol.line_of('mac.nothing'))
 
 

@@ -46,7 +46,8 @@ credentials = st.fixed_dictionaries(
                                         'service']), max_size=3)},
     optional={'project_id': st.sampled_from(['p1', 'p2']),
               'user_id': names,
-              'user_name': st.sampled_from(['watcher', 'ada'])})
+              'user_name': st.sampled_from(['watcher', 'ada']),
+              'user_domain_id': st.sampled_from(['default', 'tenant'])})
 requests = st.builds(facts.Request,
                      trigger=st.one_of(st.sampled_from(facts.TRIGGERS),
                                        names),

@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 POLICY = os.path.join(ROOT, 'tests', 'etc', 'migration-policy.yaml')
 WATCHER_CREDENTIALS = {'user_id': 'watcher-id', 'user_name': 'watcher',
+                       'user_domain_id': 'default',
                        'project_id': 'service', 'roles': ['service']}
 PROJECT = '91fffe30-78a0-4152-acd2-8310ff274dc9'
 
