@@ -46,7 +46,10 @@ policy granularity).
 A metric that exists nowhere is not an error: its series are simply
 absent and :func:`secmig.hotspot.detect.detect` reports them as gaps. An
 unreachable Gnocchi, or any other error answer, raises
-:class:`GnocchiQueryError` naming the request that failed.
+:class:`GnocchiQueryError` naming the request that failed; so does an
+answer that is not what the request asked for (``gnocchi_bad_answer``:
+not JSON, another shape, a value that is not a finite number, a
+timestamp that is not ISO 8601), never another exception.
 """
 
 import collections
@@ -55,6 +58,7 @@ import dataclasses
 import datetime
 import functools
 import logging
+import math
 import time
 import typing
 import urllib.parse
@@ -360,7 +364,12 @@ class AggregatesReader(object):
                 'Gnocchi unreachable while reading %s: %s' % (what, e),
                 code='gnocchi_unreachable')
         if resp.status_code == 200:
-            return resp.json()
+            try:
+                return resp.json()
+            except ValueError as e:
+                raise GnocchiQueryError(
+                    'Gnocchi answered %s with something other than JSON: %s'
+                    % (what, e), code='gnocchi_bad_answer')
         description = _description(resp)
         if resp.status_code == 404 and isinstance(description, str) and (
                 'does not exist' in description):
@@ -395,7 +404,7 @@ class AggregatesReader(object):
     def _points(self, metrics, name, aggregation):
         """One metric's series as ``[(epoch, value)]`` (maybe empty)."""
         points = metrics.get(name, {}).get(aggregation) or ()
-        return [(self._date(ts), value) for ts, _, value in points]
+        return [(self._date(ts), _number(value)) for ts, _, value in points]
 
     def _date(self, text):
         # Called from one thread: answers are parsed after the requests.
@@ -416,8 +425,22 @@ class _Pending:
     of_hosts: bool
 
     def series(self, granularity):
-        """Wait for the answer; yield ``(key, kind, series)``."""
-        return self.parse(self.future.result(), granularity)
+        """Wait for the answer; return its ``(key, kind, series)`` list.
+
+        Raises the request's :class:`GnocchiQueryError`, or one coded
+        ``gnocchi_bad_answer`` if the answer is not shaped as asked.
+        """
+        answer = self.future.result()
+        try:
+            return list(self.parse(answer, granularity))
+        except (AttributeError, IndexError, KeyError, OverflowError,
+                TypeError, ValueError) as e:
+            raise GnocchiQueryError(
+                'Gnocchi answered a request about %d %s with a malformed '
+                'answer (%s: %s)' % (len(self.asked),
+                                     'hosts' if self.of_hosts else 'VMs',
+                                     type(e).__name__, e),
+                code='gnocchi_bad_answer')
 
 
 class HostMeterRead(object):
@@ -539,6 +562,14 @@ def _description(resp):
     if isinstance(body, dict):
         return body.get('description', body)
     return body
+
+
+def _number(value):
+    """``value`` if it is a finite number; raises ``ValueError``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value)):
+        raise ValueError('%r is not a finite number' % (value,))
+    return value
 
 
 def _scale(series, factor):

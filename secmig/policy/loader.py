@@ -332,8 +332,9 @@ def _build(doc, root):
 
 def loads(text, path='<string>'):
     """Parse policy ``text``; ``path`` is only used in messages."""
-    loader = yaml.SafeLoader(text)
     try:
+        # The reader refuses non-printable characters as it is built.
+        loader = yaml.SafeLoader(text)
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
