@@ -6,12 +6,20 @@ directory is temporary.
 """
 
 import dataclasses
+import datetime
 import os
+
+from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import NameOID
 
 from secmig.pki import ca as ca_mod
 from secmig.pki import host as host_mod
 from secmig.pki import keys
 from secmig.pki import verify
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
 @dataclasses.dataclass
@@ -67,6 +75,10 @@ class TestPKI:
     def crl_pem(self):
         return _read(os.path.join(self.ca_dir, ca_mod.CA_CRL))
 
+    def ca_key(self):
+        return keys.load_private_key(_read(os.path.join(self.ca_dir,
+                                                        ca_mod.CA_KEY)))
+
     def trust(self):
         """A TrustStore with the CA and its current CRL."""
         return verify.TrustStore(keys.load_certificates(self.ca_cert_pem),
@@ -76,3 +88,42 @@ class TestPKI:
 def _read(path):
     with open(path, 'rb') as f:
         return f.read()
+
+
+def subject(cn, extra=()):
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'secmig'),
+                      *extra, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def build_leaf(issuer_cert, issuer_key, host='node1', key=None,
+               not_before=None, not_after=None, eku=None, ku_sign=True,
+               ca=False, san=True, subject_extra=()):
+    """A host certificate of any shape, signed by ``issuer_key``.
+
+    For shapes secmig's CA refuses to produce; returns ``(cert, key)``.
+    """
+    key = key or keys.generate_key()
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject(host, subject_extra))
+               .issuer_name(issuer_cert.subject)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(not_before or NOW - datetime.timedelta(1))
+               .not_valid_after(not_after or NOW + datetime.timedelta(30))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
+                              critical=True)
+               .add_extension(x509.KeyUsage(
+                   digital_signature=ku_sign, key_encipherment=True,
+                   content_commitment=False, data_encipherment=False,
+                   key_agreement=False, key_cert_sign=ca, crl_sign=False,
+                   encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.ExtendedKeyUsage(eku or [
+                   ExtendedKeyUsageOID.SERVER_AUTH,
+                   ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier
+                              .from_issuer_public_key(
+                                  issuer_cert.public_key()), critical=False))
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(host)]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()), key

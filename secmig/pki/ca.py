@@ -28,6 +28,7 @@ from secmig import exception
 from secmig.pki import clearance as clearance_ext
 from secmig.pki import fileio
 from secmig.pki import keys
+from secmig.pki import names as host_names
 from secmig.pki import tokens
 
 CA_CERT = 'ca-cert.pem'
@@ -171,11 +172,15 @@ class CertificateAuthority:
 
     def create_token(self, host, names=(), addresses=(), level=0,
                      ttl=tokens.DEFAULT_TTL, now=None):
-        """Return a one-time token approving a certificate for ``host``."""
+        """Return a one-time token approving a certificate for ``host``.
+
+        :raises PKIError: ``bad_name`` or ``bad_address`` for a name or
+            address :mod:`secmig.pki.names` does not issue,
+            ``bad_clearance``, ``bad_ttl``
+        """
         now = now or utcnow()
         clearance_ext.attribute(level)  # validates the level
-        for address in addresses:
-            _parse_address(address)
+        host, names, addresses = _checked_names(host, names, addresses)
         with fileio.locked(self.ca_dir):
             return self._tokens.create(host, names, addresses, level,
                                        now.timestamp(), ttl)
@@ -241,6 +246,9 @@ class CertificateAuthority:
         if days <= 0:
             raise exception.PKIError('certificate lifetime must be positive',
                                      code='bad_days')
+        # Names approved before the rules of secmig.pki.names held are
+        # refused here too.
+        host, names, addresses = _checked_names(host, names, addresses)
         ca_key = self._key()
         not_after = min(now + datetime.timedelta(days=days),
                         self.cert.not_valid_after_utc)
@@ -325,12 +333,10 @@ class CertificateAuthority:
             keys.serialization.Encoding.PEM), overwrite=True)
 
 
-def _parse_address(address):
-    try:
-        return ipaddress.ip_address(address)
-    except ValueError as e:
-        raise exception.PKIError('%r is not an IP address' % address,
-                                 code='bad_address') from e
+def _checked_names(host, names, addresses):
+    return (host_names.host_name(host),
+            [host_names.dns_name(n) for n in names],
+            [host_names.address(a) for a in addresses])
 
 
 def _check_csr(csr, approved, min_rsa_bits):

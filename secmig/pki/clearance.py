@@ -23,6 +23,8 @@ from secmig import exception
 
 MAX_LEVEL = 100
 _PREFIX = 'secmig-clearance='
+#: The one text of each level.
+_LEVELS = {str(n): n for n in range(MAX_LEVEL + 1)}
 
 
 def attribute(level):
@@ -40,15 +42,22 @@ def decode(cert):
     """Return the certificate's clearance level (0 when absent).
 
     Raises ``PKIError`` (``bad_clearance``) when the attribute is present
-    more than once or does not hold an integer from 0 to ``MAX_LEVEL``.
+    more than once or does not hold, in canonical form (what
+    :func:`attribute` writes), an integer from 0 to ``MAX_LEVEL``: other
+    digits (Arabic-Indic, fullwidth, superscript), signs, spaces and
+    leading zeros are refused, never read as a number.
     """
+    # A value that is not text (a BIT STRING) is no clearance attribute.
     values = [a.value for a in cert.subject.get_attributes_for_oid(
-        NameOID.ORGANIZATIONAL_UNIT_NAME) if a.value.startswith(_PREFIX)]
+        NameOID.ORGANIZATIONAL_UNIT_NAME)
+        if isinstance(a.value, str) and a.value.startswith(_PREFIX)]
     if not values:
         return 0
-    text = values[0][len(_PREFIX):]
-    if len(values) > 1 or not text.isdigit() or int(text) > MAX_LEVEL:
+    level = _LEVELS.get(values[0][len(_PREFIX):])
+    if len(values) > 1 or level is None:
         raise exception.PKIError(
-            'the clearance attribute is malformed (%s)'
-            % ', '.join(values), code='bad_clearance')
-    return int(text)
+            'the clearance attribute is malformed (%s): it must be written '
+            'once, as a level from 0 to %d in ASCII decimal digits without '
+            'leading zeros' % (', '.join(map(ascii, values)), MAX_LEVEL),
+            code='bad_clearance')
+    return level

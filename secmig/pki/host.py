@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from secmig import exception
 from secmig.pki import fileio
 from secmig.pki import keys
+from secmig.pki import names as host_names
 from secmig.pki import verify
 
 SERVER_CERT = 'server-cert.pem'
@@ -129,7 +130,13 @@ def make_key_and_csr(cert_dir, host, names=(), addresses=(),
     An existing key is kept unless ``overwrite`` is true (rotation). The
     key files are mode 0600, or 0640 owned by ``group`` when given (for
     QEMU running as an unprivileged user in that group).
+
+    :raises PKIError: ``bad_name`` or ``bad_address`` (see
+        :mod:`secmig.pki.names`), before anything is written
     """
+    host = host_names.host_name(host)
+    names = [host_names.dns_name(n) for n in names]
+    addresses = [host_names.address(a) for a in addresses]
     os.makedirs(cert_dir, mode=0o755, exist_ok=True)
     key = keys.generate_key(key_type)
     pem = keys.private_key_pem(key)

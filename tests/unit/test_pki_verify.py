@@ -22,43 +22,8 @@ from secmig.pki import keys
 from secmig.pki import verify
 from tests import pkiutil
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
-
-
-def _name(cn, extra=()):
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'secmig'),
-                      *extra, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def build_leaf(issuer_cert, issuer_key, host='node1', key=None,
-               not_before=None, not_after=None, eku=None, ku_sign=True,
-               ca=False, san=True, subject_extra=()):
-    """A host certificate of any shape, signed by ``issuer_key``."""
-    key = key or keys.generate_key()
-    builder = (x509.CertificateBuilder()
-               .subject_name(_name(host, subject_extra))
-               .issuer_name(issuer_cert.subject)
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(not_before or NOW - datetime.timedelta(1))
-               .not_valid_after(not_after or NOW + datetime.timedelta(30))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
-                              critical=True)
-               .add_extension(x509.KeyUsage(
-                   digital_signature=ku_sign, key_encipherment=True,
-                   content_commitment=False, data_encipherment=False,
-                   key_agreement=False, key_cert_sign=ca, crl_sign=False,
-                   encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage(eku or [
-                   ExtendedKeyUsageOID.SERVER_AUTH,
-                   ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier
-                              .from_issuer_public_key(
-                                  issuer_cert.public_key()), critical=False))
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName(host)]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()), key
+NOW = pkiutil.NOW
+build_leaf = pkiutil.build_leaf
 
 
 class VerifyMatrixTest(unittest.TestCase):
@@ -160,8 +125,9 @@ class VerifyMatrixTest(unittest.TestCase):
 
     def test_self_signed_leaf(self):
         key = keys.generate_key()
-        holder = (x509.CertificateBuilder().subject_name(_name('node1'))
-                  .issuer_name(_name('node1')).public_key(key.public_key())
+        name = pkiutil.subject('node1')
+        holder = (x509.CertificateBuilder().subject_name(name)
+                  .issuer_name(name).public_key(key.public_key())
                   .serial_number(1).not_valid_before(NOW)
                   .not_valid_after(NOW + datetime.timedelta(1))
                   .sign(key, hashes.SHA256()))
