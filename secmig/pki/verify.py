@@ -34,7 +34,18 @@ _EKU_FOR = {'server': [ExtendedKeyUsageOID.SERVER_AUTH],
 
 
 class TrustStore:
-    """The CA certificates a host trusts and their revocation lists."""
+    """The CA certificates a host trusts and their revocation lists.
+
+    Every certificate in the bundle is a trust anchor, so the bundle
+    must hold root CAs only: CA certificates that are self-signed. An
+    intermediate CA placed there would be trusted on its own, whatever
+    became of the CA that issued it (revoked, expired, constrained),
+    and is refused. Host certificates must be issued directly by a CA
+    of the bundle.
+
+    :raises PKIError: ``bad_ca_bundle``: the bundle is empty, or holds a
+        certificate that is not a CA certificate or not self-signed
+    """
 
     def __init__(self, ca_certs, crls=()):
         if not ca_certs:
@@ -46,12 +57,26 @@ class TrustStore:
                     'the trusted CA bundle holds %s, which is not a CA '
                     'certificate' % ca.subject.rfc4514_string(),
                     code='bad_ca_bundle')
+            if not _self_signed(ca):
+                raise exception.PKIError(
+                    'the trusted CA bundle holds %s, issued by %s: it is '
+                    'not a root (self-signed) CA, and an intermediate CA in '
+                    'the bundle would be trusted whatever became of its '
+                    'issuer; trust the root CA and issue host certificates '
+                    'from it' % (ca.subject.rfc4514_string(),
+                                 ca.issuer.rfc4514_string()),
+                    code='bad_ca_bundle')
         self.ca_certs = list(ca_certs)
         self.crls = list(crls)
         self._store = verification.Store(self.ca_certs)
 
     @classmethod
     def from_files(cls, ca_path, crl_path=None):
+        """The trust store of a CA bundle file and a CRL file.
+
+        :raises PKIError: ``unreadable_file``, ``malformed_pem``,
+            ``truncated_pem`` (a file), ``bad_ca_bundle`` (see above)
+        """
         cas = keys.load_certificates(
             fileio.read_bytes(ca_path, 'CA bundle'), ca_path)
         crls = []

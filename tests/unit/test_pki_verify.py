@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from secmig import exception
 from secmig.pki import ca as ca_mod
+from secmig.pki import host as host_mod
 from secmig.pki import keys
 from secmig.pki import verify
 from tests import pkiutil
@@ -187,6 +188,82 @@ class VerifyMatrixTest(unittest.TestCase):
         with self.assertRaises(exception.PKIError) as ctx:
             verify.TrustStore([self.good.cert])
         self.assertEqual('bad_ca_bundle', ctx.exception.code)
+
+
+def intermediate_ca(root_cert, root_key, name='intermediate CA'):
+    """A CA certificate issued by ``root``: ``(cert, key)``."""
+    key = keys.generate_key()
+    cert = (x509.CertificateBuilder()
+            .subject_name(pkiutil.subject(name)).issuer_name(root_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(1))
+            .not_valid_after(NOW + datetime.timedelta(300))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0),
+                           critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=False, key_encipherment=False,
+                content_commitment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    return cert, key
+
+
+class RootsOnlyBundleTest(unittest.TestCase):
+    """An intermediate CA in the trusted bundle is refused at load.
+
+    The attack: the root revokes (or never meant to trust for this) an
+    intermediate, which an operator or attacker adds to the bundle; its
+    leaves would be trusted on the intermediate's word alone.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.pki = pkiutil.TestPKI(cls.tmp.name)
+        cls.root = cls.pki.ca.cert
+        cls.sub, cls.sub_key = intermediate_ca(cls.root, cls.pki.ca_key())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def assertRefused(self, func, *args):
+        with self.assertRaises(exception.PKIError) as ctx:
+            func(*args)
+        self.assertEqual('bad_ca_bundle', ctx.exception.code)
+        self.assertIn('CN=intermediate CA', str(ctx.exception))
+        self.assertIn('not a root (self-signed) CA', str(ctx.exception))
+        return str(ctx.exception)
+
+    def test_an_intermediate_beside_its_root_is_refused(self):
+        self.assertRefused(verify.TrustStore, [self.root, self.sub])
+
+    def test_an_intermediate_alone_is_refused(self):
+        message = self.assertRefused(verify.TrustStore, [self.sub])
+        self.assertIn('issued by CN=secmig test CA', message)
+
+    def test_a_bundle_file_with_an_intermediate_is_refused(self):
+        path = os.path.join(self.tmp.name, 'bundle.pem')
+        with open(path, 'wb') as f:
+            f.write(keys.cert_pem(self.root) + keys.cert_pem(self.sub))
+        self.assertRefused(verify.TrustStore.from_files, path)
+
+    def test_installing_with_an_intermediate_in_the_bundle_is_refused(self):
+        ident = self.pki.enroll('node1')
+        self.assertRefused(host_mod.install, ident.cert_dir, ident.cert_pem,
+                           keys.cert_pem(self.root)
+                           + keys.cert_pem(self.sub), self.pki.crl_pem)
+
+    def test_a_root_named_like_itself_but_signed_by_another_key(self):
+        # Subject equals issuer, but the signature is not its own.
+        forged, _ = intermediate_ca(self.root, self.pki.ca_key(),
+                                    name='secmig test CA')
+        self.assertEqual(forged.subject, forged.issuer)
+        with self.assertRaises(exception.PKIError) as ctx:
+            verify.TrustStore([forged])
+        self.assertIn('not a root', str(ctx.exception))
 
 
 class ParseTest(unittest.TestCase):
