@@ -118,6 +118,23 @@ function is_service_enabled {
     return 1
 }
 
+# Stand-in for lib/keystone's configure_keystoneauth: the same options,
+# from the same variables (given defaults here).
+function configure_keystoneauth {
+    local conf_file=$1
+    local admin_user=$2
+    local section=$3
+
+    iniset $conf_file $section auth_type password
+    iniset $conf_file $section interface public
+    iniset $conf_file $section auth_url ${KEYSTONE_SERVICE_URI:-http://127.0.0.1/identity}
+    iniset $conf_file $section username $admin_user
+    iniset $conf_file $section password ${SERVICE_PASSWORD:-secret}
+    iniset $conf_file $section user_domain_name "${SERVICE_DOMAIN_NAME:-Default}"
+    iniset $conf_file $section project_name ${SERVICE_PROJECT_NAME:-service}
+    iniset $conf_file $section project_domain_name "${SERVICE_DOMAIN_NAME:-Default}"
+}
+
 # Stub: the tests run as a user that may write the temporary files.
 function sudo {
     "$@"

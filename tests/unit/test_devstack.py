@@ -11,6 +11,7 @@ import getpass
 import grp
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -95,7 +96,8 @@ class Node:
         self.env = dict(
             os.environ, PYTHON=sys.executable, STUB_LOG=self.log,
             DEST=self.dir, SECMIG_DIR=ROOT, ENABLED_SERVICES=services,
-            HOST_IP='127.0.0.1', SERVICE_HOST=ca_host or '127.0.0.1',
+            HOST_IP='127.0.0.1', REGION_NAME='RegionOne',
+            SERVICE_HOST=ca_host or '127.0.0.1',
             STACK_USER=getpass.getuser(), LIBVIRT_GROUP='libvirt',
             NOVA_CONF=self.nova_conf,
             NOVA_CPU_CONF=os.path.join(self.dir, 'nova-cpu.conf'),
@@ -196,6 +198,17 @@ class TestAllInOne(unittest.TestCase):
         self.assertEqual(os.path.join(self.node.cert_dir, 'client-cert.pem'),
                          os.readlink(client))
 
+    def test_compute_reads_aggregates_as_the_nova_service_user(self):
+        # Without [nova], the sample policy's "destinations" rules would
+        # refuse every migration.
+        nova_api = read_ini(os.path.join(self.node.conf_dir,
+                                         'secmig.conf'))['nova']
+        self.assertEqual(['password'], nova_api['auth_type'])
+        self.assertEqual(['nova'], nova_api['username'])
+        self.assertEqual(['RegionOne'], nova_api['region_name'])
+        self.assertEqual(0o640, stat.S_IMODE(os.stat(os.path.join(
+            self.node.conf_dir, 'secmig.conf')).st_mode))
+
     def test_secmig_conf_policy_and_audit(self):
         conf = self.node.secmig_conf()
         self.assertEqual(self.node.cert_dir, conf.pki.cert_dir)
@@ -269,6 +282,8 @@ class TestMultiNode(unittest.TestCase):
         self.assertEqual(Code.SUCCESS, result.code, result.details)
         self.assertFalse(any(c.startswith('run_process')
                              for c in self.controller.calls()))
+        self.assertNotIn('nova', read_ini(os.path.join(
+            self.controller.conf_dir, 'secmig.conf')))
 
     def test_compute_enrolled_through_the_ca_host(self):
         ssh = [c for c in self.compute.calls() if c.startswith('ssh ')]
