@@ -18,14 +18,30 @@ codes: ``malformed_message``, ``unexpected_message``, ``reflected``,
 :func:`secmig.pki.verify.verify_certificate`, e.g. ``revoked``,
 ``foreign_ca``, ``wrong_host``) and ``bad_signature``.
 
+A received message is checked in this order: its form
+(``malformed_message``, ``reflected``, ``unexpected_message``), what this
+host knows on its own (``handshake_timeout``, ``replayed``), the
+signature with the key of the certificate the message carries
+(``bad_signature``), that certificate (``peer_certificate_invalid``),
+and only then what the message says (``stale_timestamp``,
+``future_timestamp``, ``policy_mismatch``, ``binding_mismatch``). So a
+refusal that describes the peer (its clock, its policy, the migration it
+means) is made only on content the peer signed; whatever the channel
+alters is ``bad_signature``. Every refusal carries the detail
+``signed_by_peer``: True when the refused message was signed with the
+key of a certificate valid for ``peer_host``. A record of a refusal
+must not hold ``peer_host`` responsible when it is False.
+
 The initiator has authenticated the responder when :meth:`Initiator.
 finish` allows (code ``authenticated``). The responder has authenticated
 the initiator only when :meth:`Responder.confirm` allows (code
 ``authenticated``); :meth:`Responder.respond`'s ``awaiting_confirmation``
 is not an authentication. Success details carry both certificate
-fingerprints, the transcript hash and the peer's clearance.
+fingerprints, the transcript hash (the same on both hosts, see
+:mod:`secmig.auth.transcript`) and the peer's clearance.
 
-Objects of this module hold one handshake each and are not thread-safe.
+Objects of this module hold one handshake each and are not thread-safe,
+except that :meth:`Responder.confirms` may be called at any time.
 Time is read only from the ``clock`` argument (seconds since the epoch).
 """
 
@@ -83,9 +99,10 @@ class _Party:
     def _now(self):
         return int(self._clock() * 1000)
 
-    def _refuse(self, code, reason, **details):
+    def _refuse(self, code, reason, signed_by_peer=False, **details):
         self._state = _FAILED
         decision = Decision.refuse(code, reason, role=self.role,
+                                   signed_by_peer=signed_by_peer,
                                    **dict(self._context, **details))
         LOG.debug("handshake refused: %s", decision)
         return decision
@@ -112,7 +129,7 @@ class _Party:
                 % (expected_type, msg.type), **stage)
         return msg, None
 
-    def _check_time(self, msg, now):
+    def _check_timeout(self, msg, now):
         if (self._started is not None
                 and now - self._started > self._timeout_ms):
             return self._refuse(
@@ -120,16 +137,22 @@ class _Party:
                 'handshake started, beyond the timeout of %d ms'
                 % (msg.type, now - self._started, self._timeout_ms),
                 stage=msg.type)
+        return None
+
+    def _check_skew(self, msg, now):
+        """Refuse a signed ``msg`` stamped outside the skew bound."""
         if msg.ts < now - self._skew_ms:
             return self._refuse(
                 'stale_timestamp', 'the %s message is stamped %d ms in the '
                 'past, beyond the clock skew bound of %d ms'
-                % (msg.type, now - msg.ts, self._skew_ms), stage=msg.type)
+                % (msg.type, now - msg.ts, self._skew_ms),
+                signed_by_peer=True, stage=msg.type)
         if msg.ts > now + self._skew_ms:
             return self._refuse(
                 'future_timestamp', 'the %s message is stamped %d ms in the '
                 'future, beyond the clock skew bound of %d ms'
-                % (msg.type, msg.ts - now, self._skew_ms), stage=msg.type)
+                % (msg.type, msg.ts - now, self._skew_ms),
+                signed_by_peer=True, stage=msg.type)
         return None
 
     def _verify_peer(self, cert, peer_host, now, stage):
@@ -146,16 +169,21 @@ class _Party:
         if not verdict:
             return None, self._refuse(
                 'peer_certificate_invalid', 'the certificate presented for '
-                '%s is refused: %s' % (peer_host, verdict.reason),
+                '%s, whose key signed the message, is refused: %s'
+                % (peer_host, verdict.reason),
                 stage=stage, pki_code=verdict.code,
                 pki_reason=verdict.reason,
                 peer_subject=cert.subject.rfc4514_string())
         return verdict, None
 
+    @staticmethod
+    def _signature_ok(msg, cert, previous):
+        chained = transcript.absorb(previous, messages.encode_body(msg))
+        return signing.verify(cert.public_key(), msg.sig,
+                              transcript.to_be_signed(msg.type, chained))
+
     def _check_signature(self, msg, cert, previous):
-        signed = transcript.to_be_signed(previous, msg.type,
-                                         messages.encode_body(msg))
-        if not signing.verify(cert.public_key(), msg.sig, signed):
+        if not self._signature_ok(msg, cert, previous):
             return self._refuse(
                 'bad_signature', 'the signature of the %s message does not '
                 'verify with the key of %s over this handshake\'s '
@@ -164,10 +192,11 @@ class _Party:
         return None
 
     def _sign(self, msg, previous):
-        signed = transcript.to_be_signed(previous, msg.type,
-                                         messages.encode_body(msg))
-        return messages.encode(dataclasses.replace(
-            msg, sig=signing.sign(self._creds.key, signed)))
+        """(the bytes of ``msg`` signed, the chaining value after it)."""
+        chained = transcript.absorb(previous, messages.encode_body(msg))
+        sig = signing.sign(self._creds.key,
+                           transcript.to_be_signed(msg.type, chained))
+        return messages.encode(dataclasses.replace(msg, sig=sig)), chained
 
     def _success(self, binding, verdict, peer_host, h3, initiator_fp,
                  responder_fp):
@@ -241,10 +270,9 @@ class Initiator(_Party):
         now = self._now()
         self._nonce = os.urandom(messages.NONCE_BYTES)
         self._started = now
-        data = self._sign(messages.Hello(self._binding, self._nonce, now,
-                                         self._creds.cert),
-                          transcript.initial())
-        self._previous = transcript.absorb(transcript.initial(), data)
+        data, self._previous = self._sign(
+            messages.Hello(self._binding, self._nonce, now,
+                           self._creds.cert), transcript.initial())
         self._state = _WAITING
         return data
 
@@ -263,28 +291,35 @@ class Initiator(_Party):
         if refusal is not None:
             return None, refusal
         now = self._now()
-        refusal = self._check_time(msg, now)
+        refusal = _first_refusal(
+            lambda: self._check_timeout(msg, now),
+            lambda: self._check_signature(msg, msg.cert, self._previous))
         if refusal is not None:
             return None, refusal
-        if msg.policy_digest != self._binding.policy_digest:
-            return None, self._refuse(
-                'policy_mismatch', '%s enforces policy %s, this host %s'
-                % (self._peer, msg.policy_digest,
-                   self._binding.policy_digest), stage='auth2',
-                peer_policy_digest=msg.policy_digest)
         verdict, refusal = self._verify_peer(msg.cert, self._peer, now,
                                              'auth2')
         if refusal is not None:
             return None, refusal
-        refusal = self._check_signature(msg, msg.cert, self._previous)
+        refusal = _first_refusal(
+            lambda: self._check_skew(msg, now),
+            lambda: self._check_policy(msg.policy_digest))
         if refusal is not None:
             return None, refusal
-        h2 = transcript.absorb(self._previous, data)
-        confirm = self._sign(messages.Confirm(now), h2)
-        h3 = transcript.absorb(h2, confirm)
+        h2 = transcript.absorb(self._previous, messages.encode_body(msg))
+        confirm, h3 = self._sign(messages.Confirm(now), h2)
         return confirm, self._success(
             self._binding, verdict, self._peer, h3, self._creds.fingerprint,
             verdict.details['fingerprint'])
+
+    def _check_policy(self, digest):
+        if digest != self._binding.policy_digest:
+            return self._refuse(
+                'policy_mismatch', '%s signed that it enforces policy %s; '
+                'this host enforces %s' % (self._peer, digest,
+                                           self._binding.policy_digest),
+                signed_by_peer=True, stage='auth2',
+                peer_policy_digest=digest)
+        return None
 
 
 class Responder(_Party):
@@ -293,8 +328,8 @@ class Responder(_Party):
     :param replay_cache: this host's :class:`~secmig.auth.replay.
         ReplayCache`, shared by all its responders
     Other parameters as for :class:`Initiator`. Between :meth:`respond`
-    and :meth:`confirm` keep the object in a
-    :class:`~secmig.auth.sessions.SessionTable`; its state is a few
+    and :meth:`confirm` keep the object in memory (for example in a
+    :class:`~secmig.auth.answering.AnsweringHost`); its state is a few
     hundred bytes plus the peer's certificate.
     """
 
@@ -328,43 +363,44 @@ class Responder(_Party):
             return None, refusal
         now = self._now()
         refusal = _first_refusal(
-            lambda: self._check_time(msg, now),
             lambda: self._check_replay(msg, self._replay.check),
             self._check_fresh_session,
-            lambda: self._check_binding(msg.binding, expected_binding))
+            lambda: self._check_signature(msg, msg.cert,
+                                          transcript.initial()))
         if refusal is not None:
             return None, refusal
         verdict, refusal = self._verify_peer(msg.cert, peer, now, 'auth1')
         if refusal is not None:
             return None, refusal
         refusal = _first_refusal(
-            lambda: self._check_signature(msg, msg.cert,
-                                          transcript.initial()),
+            lambda: self._check_skew(msg, now),
+            lambda: self._check_binding(msg.binding, expected_binding),
             lambda: self._check_replay(
-                msg, functools.partial(self._replay.add, now=now)))
+                msg, functools.partial(self._replay.add, now=now),
+                signed_by_peer=True))
         if refusal is not None:
             return None, refusal
         self._binding, self._peer = expected_binding, peer
         self._peer_cert, self._verdict = msg.cert, verdict
         self._nonce = os.urandom(messages.NONCE_BYTES)
         self._started = now
-        reply = self._sign(
+        h1 = transcript.absorb(transcript.initial(),
+                               messages.encode_body(msg))
+        reply, self._previous = self._sign(
             messages.Reply(self._nonce, now, expected_binding.policy_digest,
-                           self._creds.cert),
-            transcript.absorb(transcript.initial(), data))
-        self._previous = transcript.absorb(
-            transcript.absorb(transcript.initial(), data), reply)
+                           self._creds.cert), h1)
         self._state = _WAITING
         return reply, Decision.allow(
             'auth1 from %s accepted; awaiting its confirmation' % peer,
             code='awaiting_confirmation', role=self.role, peer_host=peer,
             migration_id=expected_binding.migration_id)
 
-    def _check_replay(self, msg, lookup):
+    def _check_replay(self, msg, lookup, signed_by_peer=False):
         why = lookup(msg.nonce, msg.ts)
         if why:
             return self._refuse('replayed', 'auth1 refused as a replay: %s'
-                                % why, stage='auth1')
+                                % why, signed_by_peer=signed_by_peer,
+                                stage='auth1')
         return None
 
     def _check_fresh_session(self):
@@ -375,18 +411,38 @@ class Responder(_Party):
         return None
 
     def _check_binding(self, received, expected):
+        signed = {'signed_by_peer': True, 'stage': 'auth1'}
         if received.policy_digest != expected.policy_digest:
             return self._refuse(
-                'policy_mismatch', 'the initiator enforces policy %s, this '
-                'host %s' % (received.policy_digest, expected.policy_digest),
-                stage='auth1', peer_policy_digest=received.policy_digest)
+                'policy_mismatch', 'the initiator signed that it enforces '
+                'policy %s; this host enforces %s'
+                % (received.policy_digest, expected.policy_digest),
+                peer_policy_digest=received.policy_digest, **signed)
         fields = received.differences(expected)
         if fields:
             return self._refuse(
                 'binding_mismatch', 'the handshake is for another migration: '
                 '%s differ from what this host expects' % ', '.join(fields),
-                stage='auth1', fields=fields)
+                fields=fields, **signed)
         return None
+
+    def confirms(self, data):
+        """True when ``data`` is this handshake's ``auth3``.
+
+        That is: an ``auth3`` message whose signature verifies with the
+        initiator's key over this handshake's transcript, while this
+        handshake awaits it. Changes nothing and never raises, so a
+        holder of several handshakes can find the one a message belongs
+        to without ending the others.
+        """
+        if self._state != _WAITING:
+            return False
+        try:
+            msg = messages.decode(data, self._max_bytes)
+        except messages.MalformedMessage:
+            return False
+        return (msg.type == 'auth3'
+                and self._signature_ok(msg, self._peer_cert, self._previous))
 
     def confirm(self, data):
         """Check ``auth3``; return the final Decision.
@@ -401,13 +457,15 @@ class Responder(_Party):
         msg, refusal = self._decode(data, 'auth3')
         if refusal is not None:
             return refusal
+        now = self._now()
         refusal = _first_refusal(
-            lambda: self._check_time(msg, self._now()),
+            lambda: self._check_timeout(msg, now),
             lambda: self._check_signature(msg, self._peer_cert,
-                                          self._previous))
+                                          self._previous),
+            lambda: self._check_skew(msg, now))
         if refusal is not None:
             return refusal
         return self._success(
             self._binding, self._verdict, self._peer,
-            transcript.absorb(self._previous, data),
+            transcript.absorb(self._previous, messages.encode_body(msg)),
             self._verdict.details['fingerprint'], self._creds.fingerprint)

@@ -7,7 +7,8 @@ zero padding bits. :func:`decode` accepts a byte string only if
 re-encoding the decoded message gives back exactly the same bytes, so
 one message has one encoding and the transcript hash is well defined.
 
-Messages (``v`` is the protocol version, always 1)::
+Messages (``v`` is the protocol version, always 2; the transcript of
+version 1 hashed signatures, see :mod:`secmig.auth.transcript`)::
 
     auth1  initiator -> responder  {binding, cert, nonce, sig, ts, type, v}
     auth2  responder -> initiator  {cert, nonce, policy_digest, sig, ts,
@@ -17,6 +18,9 @@ Messages (``v`` is the protocol version, always 1)::
 ``ts`` is the sender's clock in integer milliseconds since the epoch,
 ``nonce`` 32 random bytes, ``cert`` the sender's DER certificate and
 ``sig`` the sender's signature (see :mod:`secmig.auth.transcript`).
+Every field but ``sig`` has exactly one encoding; a signature may have
+several valid ones, which is why no decision and no hash depends on its
+bytes beyond its verification.
 
 :func:`decode` raises :class:`MalformedMessage` and nothing else, for any
 input whatsoever.
@@ -33,7 +37,7 @@ from cryptography import x509
 
 from secmig.auth import binding as binding_mod
 
-VERSION = 1
+VERSION = 2
 NONCE_BYTES = 32
 MAX_CERT_BYTES = 4096
 MAX_SIGNATURE_BYTES = 1024

@@ -6,16 +6,21 @@ test sets, not a patch of the system clock.
 """
 
 import base64
+import dataclasses
 import json
 import os
 import tempfile
 import time
 
+from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 
 from secmig.auth import binding as binding_mod
 from secmig.auth import credentials
 from secmig.auth import handshake
+from secmig.auth import messages
 from secmig.auth import replay
+from secmig.auth import signing
+from secmig.auth import transcript
 from secmig import conf as secmig_conf
 from secmig.pki import keys
 from tests import pkiutil
@@ -29,6 +34,14 @@ CODES = {'malformed_message', 'unexpected_message', 'reflected',
          'stale_timestamp', 'future_timestamp', 'handshake_timeout',
          'replayed', 'binding_mismatch', 'policy_mismatch',
          'peer_certificate_invalid', 'bad_signature'}
+
+#: The order n of each curve's group: (r, s) and (r, n - s) both verify.
+CURVE_ORDERS = {
+    'secp256r1': int('ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9'
+                     'cac2fc632551', 16),
+    'secp384r1': int('ffffffffffffffffffffffffffffffffffffffffffffffffc7634d'
+                     '81f4372ddf581a0db248b0a77aecec196accc52973', 16),
+}
 
 
 class ManualClock:
@@ -81,6 +94,41 @@ def flip_b64(value, index=8):
     raw = bytearray(base64.b64decode(value))
     raw[index % len(raw)] ^= 0x01
     return base64.b64encode(bytes(raw)).decode()
+
+
+def flip_s(data, public_key):
+    """``data`` with its ECDSA signature (r, s) sent as (r, n - s).
+
+    Anyone on the channel can do this without the key: the result is a
+    different byte string that verifies just as well.
+    """
+    obj = json.loads(data)
+    r, s = asym_utils.decode_dss_signature(base64.b64decode(obj['sig']))
+    order = CURVE_ORDERS[public_key.curve.name]
+    obj['sig'] = base64.b64encode(
+        asym_utils.encode_dss_signature(r, order - s)).decode()
+    return json.dumps(obj, sort_keys=True, separators=(',', ':')).encode()
+
+
+def chain(*earlier):
+    """The transcript's chaining value after the messages ``earlier``."""
+    h = transcript.initial()
+    for data in earlier:
+        h = transcript.absorb(h, messages.encode_body(
+            messages.decode(data, 1 << 20)))
+    return h
+
+
+def resign(data, creds, earlier=(), **changes):
+    """``data`` changed as :func:`rewrite` does, then signed with ``creds``.
+
+    This is what the holder of that key can send: content it signed.
+    ``earlier`` are the messages before ``data`` in its handshake.
+    """
+    msg = messages.decode(rewrite(data, **changes), 1 << 20)
+    chained = transcript.absorb(chain(*earlier), messages.encode_body(msg))
+    return messages.encode(dataclasses.replace(msg, sig=signing.sign(
+        creds.key, transcript.to_be_signed(msg.type, chained))))
 
 
 def der_b64(cert):

@@ -232,13 +232,16 @@ class TimestampTest(HandshakeTestBase):
         self.assertRefused('stale_timestamp', initiator.finish(msg2)[1])
 
     def test_future_msg2(self):
-        # A responder far enough ahead to stamp auth2 in the future would
-        # have refused auth1 as stale; only a changed stamp gets here, and
-        # the time check runs before the signature check.
-        initiator, _, _, msg2 = self.run_to_msg2()
-        future = int((self.clock.now + 31) * 1000)
-        self.assertRefused('future_timestamp',
-                           initiator.finish(rewrite(msg2, ts=future))[1])
+        # A responder whose clock runs 31 s ahead (it has a larger skew
+        # bound, so it took auth1) stamps and signs auth2 in the future.
+        initiator = self.initiator()
+        msg1 = initiator.start()
+        ahead = authutil.ManualClock(self.clock.now + 31)
+        msg2, _ = self.responder(
+            clock=ahead, conf=authutil.make_conf(max_clock_skew=60)).respond(
+                msg1, self.binding)
+        self.assertRefused('future_timestamp', initiator.finish(msg2)[1],
+                           signed_by_peer=True)
 
     def test_stale_msg3(self):
         initiator = self.initiator()
@@ -266,23 +269,28 @@ class TimestampTest(HandshakeTestBase):
 
 
 class TamperingTest(HandshakeTestBase):
-    """Each field of each message changed on the way."""
+    """Each field of each message changed on the way.
+
+    Whatever the channel alters is ``bad_signature``, never a reason
+    that describes the peer (its policy, its clock, the migration it
+    means), and the refusal says the peer did not sign it.
+    """
 
     def test_msg1_fields(self):
         spare = authutil.der_b64(self.world.spare['src'])
         cases = [
-            ({'binding_migration_id': '43'}, 'binding_mismatch'),
+            ({'binding_migration_id': '43'}, 'bad_signature'),
             ({'binding_instance_uuid': authutil.UUID[:-1] + '0'},
-             'binding_mismatch'),
-            ({'binding_source_host': 'other'}, 'binding_mismatch'),
-            ({'binding_dest_host': 'other'}, 'binding_mismatch'),
+             'bad_signature'),
+            ({'binding_source_host': 'other'}, 'bad_signature'),
+            ({'binding_dest_host': 'other'}, 'bad_signature'),
             ({'binding_policy_digest': authutil.OTHER_POLICY},
-             'policy_mismatch'),
+             'bad_signature'),
             ({'nonce': None}, 'bad_signature'),
             ({'ts': None}, 'bad_signature'),
             ({'cert': spare}, 'bad_signature'),
             ({'sig': None}, 'bad_signature'),
-            ({'v': 2}, 'malformed_message'),
+            ({'v': 1}, 'malformed_message'),
         ]
         for change, code in cases:
             with self.subTest(change=change):
@@ -290,13 +298,15 @@ class TamperingTest(HandshakeTestBase):
                 change = self._fill(msg1, change)
                 _, decision = self.responder().respond(
                     rewrite(msg1, **change), self.binding)
-                self.assertRefused(code, decision)
+                self.assertRefused(code, decision, signed_by_peer=False,
+                                   peer_host='src')
 
     def test_msg2_fields(self):
         cases = [
             ({'nonce': None}, 'bad_signature'),
             ({'ts': None}, 'bad_signature'),
-            ({'policy_digest': authutil.OTHER_POLICY}, 'policy_mismatch'),
+            ({'ts': int((self.clock.now + 31) * 1000)}, 'bad_signature'),
+            ({'policy_digest': authutil.OTHER_POLICY}, 'bad_signature'),
             ({'cert': authutil.der_b64(self.world.spare['dst'])},
              'bad_signature'),
             ({'sig': None}, 'bad_signature'),
@@ -308,7 +318,8 @@ class TamperingTest(HandshakeTestBase):
                 change = self._fill(msg2, change)
                 msg3, decision = initiator.finish(rewrite(msg2, **change))
                 self.assertIsNone(msg3)
-                self.assertRefused(code, decision)
+                self.assertRefused(code, decision, signed_by_peer=False,
+                                   peer_host='dst')
                 self.assertEqual('failed', initiator.state)
 
     def test_msg3_fields(self):
@@ -317,7 +328,7 @@ class TamperingTest(HandshakeTestBase):
                 responder, _, _, msg3 = self.run_to_msg3()
                 change = self._fill(msg3, change)
                 self.assertRefused('bad_signature', responder.confirm(
-                    rewrite(msg3, **change)))
+                    rewrite(msg3, **change)), signed_by_peer=False)
 
     @staticmethod
     def _fill(data, change):
@@ -413,19 +424,119 @@ class ImpostorTest(HandshakeTestBase):
 
 
 class PolicyTest(HandshakeTestBase):
+    """``policy_mismatch`` is said only of a digest the peer signed."""
 
     def test_hosts_with_different_policies(self):
         msg1 = self.initiator().start()
         theirs = authutil.make_binding(policy_digest=authutil.OTHER_POLICY)
         _, decision = self.responder().respond(msg1, theirs)
-        self.assertRefused('policy_mismatch', decision,
+        self.assertRefused('policy_mismatch', decision, signed_by_peer=True,
                            peer_policy_digest=authutil.POLICY)
+
+    def test_responder_signing_another_policy(self):
+        # A responder that answers although it enforces another policy:
+        # the digest in auth2 is its own, signed with its key.
+        initiator, _, msg1, msg2 = self.run_to_msg2()
+        signed = authutil.resign(msg2, self.world.creds['dst'], [msg1],
+                                 policy_digest=authutil.OTHER_POLICY)
+        _, decision = initiator.finish(signed)
+        self.assertRefused('policy_mismatch', decision, signed_by_peer=True,
+                           peer_policy_digest=authutil.OTHER_POLICY)
+
+    def test_digest_altered_in_auth1_is_not_a_policy_mismatch(self):
+        msg1 = self.initiator().start()
+        altered = rewrite(msg1, binding_policy_digest=authutil.OTHER_POLICY)
+        _, decision = self.responder().respond(
+            altered, authutil.make_binding(
+                policy_digest=authutil.OTHER_POLICY))
+        self.assertRefused('bad_signature', decision, signed_by_peer=False)
+        self.assertNotIn('peer_policy_digest', decision.details)
+
+    def test_digest_altered_in_auth2_is_not_a_policy_mismatch(self):
+        initiator, _, _, msg2 = self.run_to_msg2()
+        altered = rewrite(msg2, policy_digest=authutil.OTHER_POLICY)
+        _, decision = initiator.finish(altered)
+        self.assertRefused('bad_signature', decision, signed_by_peer=False)
+        self.assertNotIn('peer_policy_digest', decision.details)
 
     def test_refused_msg1_leaves_no_replay_entry(self):
         msg1 = self.initiator().start()
         theirs = authutil.make_binding(policy_digest=authutil.OTHER_POLICY)
         self.responder().respond(msg1, theirs)
         self.assertEqual(0, len(self.cache))
+
+
+class SignedClaimsTest(HandshakeTestBase):
+    """Refusals that describe the peer are made on what it signed."""
+
+    def test_initiator_meaning_another_migration(self):
+        msg1 = self.initiator(binding=authutil.make_binding(
+            migration_id='43')).start()
+        _, decision = self.responder().respond(msg1, self.binding)
+        self.assertRefused('binding_mismatch', decision, signed_by_peer=True,
+                           fields=['migration_id'])
+
+    def test_signed_stale_msg1(self):
+        msg1 = self.initiator().start()
+        self.clock.advance(self.conf.auth.max_clock_skew + 1)
+        _, decision = self.responder().respond(msg1, self.binding)
+        self.assertRefused('stale_timestamp', decision, signed_by_peer=True)
+
+    def test_certificate_swapped_for_another_of_the_same_host(self):
+        # The spare certificate is valid for src, but src's key did not
+        # sign with it: the channel swapped it, src is not to blame.
+        msg1 = self.initiator().start()
+        swapped = rewrite(msg1, cert=authutil.der_b64(
+            self.world.spare['src']))
+        _, decision = self.responder().respond(swapped, self.binding)
+        self.assertRefused('bad_signature', decision, signed_by_peer=False)
+
+
+class MalleabilityTest(HandshakeTestBase):
+    """ECDSA signatures (r, s) sent as (r, n - s) by the channel.
+
+    The altered signature verifies, so the handshake completes; both
+    hosts must still hold the same transcript hash, because no hash
+    covers signature bytes.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        cls.world = authutil.World(key_types={'src': 'ec-p256',
+                                              'dst': 'ec-p384'})
+
+    def flip(self, data, host):
+        flipped = authutil.flip_s(data, self.world.creds[host].cert
+                                  .public_key())
+        self.assertNotEqual(field(data, 'sig'), field(flipped, 'sig'))
+        return flipped
+
+    def test_every_signature_flipped(self):
+        for flipped in ('auth1', 'auth2', 'auth3'):
+            with self.subTest(flipped=flipped):
+                self.clock.advance(1)
+                initiator, responder = self.initiator(), self.responder()
+                msg1 = initiator.start()
+                if flipped == 'auth1':
+                    msg1 = self.flip(msg1, 'src')
+                msg2, _ = responder.respond(msg1, self.binding)
+                if flipped == 'auth2':
+                    msg2 = self.flip(msg2, 'dst')
+                msg3, mine = initiator.finish(msg2)
+                if flipped == 'auth3':
+                    msg3 = self.flip(msg3, 'src')
+                theirs = responder.confirm(msg3)
+                self.assertEqual('authenticated', mine.code, mine)
+                self.assertEqual('authenticated', theirs.code, theirs)
+                self.assertEqual(mine.details['transcript_hash'],
+                                 theirs.details['transcript_hash'])
+
+    def test_flipped_msg1_is_still_a_replay(self):
+        # Replays are recognised by the nonce, not the signature bytes.
+        _, _, msg1, _ = self.run_to_msg2()
+        _, decision = self.responder().respond(self.flip(msg1, 'src'),
+                                               self.binding)
+        self.assertRefused('replayed', decision)
 
 
 class OrderTest(HandshakeTestBase):

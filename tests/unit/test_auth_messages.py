@@ -62,7 +62,7 @@ class CodecTest(unittest.TestCase):
     def test_json_shapes_refused(self):
         ts = field(self.msg3, 'ts')
         for data, why in (
-                (b'{"sig":"AA==","sig":"AA==","ts":1,"type":"auth3","v":1}',
+                (b'{"sig":"AA==","sig":"AA==","ts":1,"type":"auth3","v":2}',
                  'duplicate'),
                 (rewrite(self.msg3, ts=float(ts)), 'floating'),
                 (self.msg3.replace(str(ts).encode(), b'NaN'), 'NaN'),
@@ -87,7 +87,8 @@ class CodecTest(unittest.TestCase):
         self.assertIsNotNone(messages.decode(self.msg1, len(self.msg1)))
 
     def test_envelope(self):
-        for change, why in (({'v': 2}, 'version'), ({'v': '1'}, 'version'),
+        for change, why in (({'v': 1}, 'version'), ({'v': 3}, 'version'),
+                            ({'v': '2'}, 'version'),
                             ({'v': True}, 'version'),
                             ({'type': 'auth4'}, 'unknown message type'),
                             ({'type': ['auth1']}, 'unknown message type'),
