@@ -18,6 +18,7 @@ import time
 from oslo_log import log as logging
 
 import nova.conf
+from nova import context as nova_context
 from nova import exception
 from nova.scheduler import filters
 
@@ -59,14 +60,20 @@ class SecureMigrationFilter(filters.BaseHostFilter):
       requester to move this instance there (MAC clearance, aggregates,
       zones, RBAC, cooldown). Anything unknown refuses: a host that
       publishes no certificate, a policy file that does not load.
-    * Cost: no cryptography and no I/O per host. A certificate is
-      verified when first seen (or changed); every
+    * A host passes only on a certificate already verified: one this
+      scheduler has not judged yet (at its start, or since the host
+      published it) is verified in the background, and the host refused
+      with ``certificate_pending`` until it has been. No request waits
+      for that: a request verifies at most
+      :data:`secmig.verdicts.INLINE` certificates itself.
+    * Cost: no cryptography and no I/O per host. A verdict is kept per
+      certificate and CA, with the certificate's validity window, which
+      every request checks against the clock. Every
       ``[pki] verdict_refresh_interval`` seconds the first request reads
-      the CA bundle and CRL anew and re-verifies the verdicts they or
-      the clock can change (all of them when the CRL changed), so a
-      revocation takes effect within that interval. In one request,
-      hosts alike in certificate verdict, TLS readiness and aggregates
-      share one policy decision.
+      the CA bundle and CRL anew; a new CRL is checked against the kept
+      verdicts by serial number, so a revocation takes effect within
+      that interval. In one request, hosts alike in certificate
+      verdict, TLS readiness and aggregates share one policy decision.
     * A refusal that no destination can change (RBAC, automatic
       opt-out, cooldown, an unusable policy file, a secmig.conf that did
       not load when the filter was built) raises ``NoValidHost``
@@ -123,6 +130,24 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             require_crl=self._conf.pki.require_crl)
         self._policy = loader.PolicySource(self._conf.policy.policy_file)
         self._audit = _scheduler_trail(self._conf)
+        self._verify_published()
+
+    def _verify_published(self):
+        """Queue what the compute nodes publish, to verify in background."""
+        try:
+            published = secmig_stats.published_certificates(
+                nova_context.get_admin_context())
+        except Exception as e:
+            # Requests then have them verified as they name their hosts.
+            LOG.warning("secmig: the certificates compute nodes publish "
+                        "could not be read at start: %s", e)
+            return
+        self._verdicts.submit(published)
+        if self._verdicts.pending():
+            LOG.info("secmig: verifying %d host certificates in the "
+                     "background; until a host's is verified, moves to it "
+                     "are refused (certificate_pending)",
+                     self._verdicts.pending())
 
     def filter_all(self, filter_obj_list, spec_obj):
         hosts = list(filter_obj_list)
@@ -133,9 +158,11 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             _refuse_request(spec_obj, self._unavailable)
         if self._verdicts.refresh_due():
             count = self._verdicts.refresh()
-            LOG.debug("secmig: re-verified %d host certificates", count)
-        current = _RequestPass(source,
-                               self._new_decisions(spec_obj, source.name))
+            LOG.debug("secmig: CA and CRL read; %d host certificate "
+                      "verdicts to renew", count)
+        decisions = self._new_decisions(spec_obj, source.name)
+        current = _RequestPass(source, decisions,
+                               self._verdicts.reader(decisions.now))
         passed = [host for host in hosts
                   if self._passes(current, host, spec_obj)]
         if self._audit is not None:
@@ -193,7 +220,7 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         if current.source.holds(host_state):
             return True
         stats = host_state.stats or {}
-        verdict, verdict_key = self._verdicts.lookup(
+        verdict, verdict_key = current.verdicts.lookup(
             host_state.host, stats.get(secmig_stats.CERT))
         tls = stats.get(secmig_stats.TLS)
         aggregates = host_state.aggregates
@@ -264,12 +291,14 @@ def _move_source(spec_obj, hosts):
 class _RequestPass:
     """One scheduling request as the filter sees it."""
 
-    __slots__ = ('source', 'decisions', 'by_host_facts', 'refused',
-                 'last_refusal')
+    __slots__ = ('source', 'decisions', 'verdicts', 'by_host_facts',
+                 'refused', 'last_refusal')
 
-    def __init__(self, source, decisions):
+    def __init__(self, source, decisions, verdicts):
         self.source = source
         self.decisions = decisions
+        #: the request's :class:`secmig.verdicts.Reader`
+        self.verdicts = verdicts
         self.by_host_facts = {}
         #: refusal code -> hosts refused with it
         self.refused = {}
