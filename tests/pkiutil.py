@@ -127,3 +127,23 @@ def build_leaf(issuer_cert, issuer_key, host='node1', key=None,
         builder = builder.add_extension(x509.SubjectAlternativeName(
             [x509.DNSName(host)]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256()), key
+
+
+def intermediate_ca(root_cert, root_key, name='intermediate CA'):
+    """A CA certificate issued by ``root``: ``(cert, key)``."""
+    key = keys.generate_key()
+    cert = (x509.CertificateBuilder()
+            .subject_name(subject(name)).issuer_name(root_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(1))
+            .not_valid_after(NOW + datetime.timedelta(300))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0),
+                           critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=False, key_encipherment=False,
+                content_commitment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    return cert, key

@@ -1,16 +1,25 @@
 """``secmig pki``: create a CA, enroll hosts, install and verify.
 
-Enrollment of a host, end to end::
+Enrollment of a host, end to end (the token travels in a file, never on
+a command line, where ``ps`` and the shell history would show it)::
 
     ca$    secmig pki ca-create --ca-dir /etc/secmig/ca --name "Cloud CA"
     ca$    secmig pki token-create --ca-dir /etc/secmig/ca --host cmp1 \\
-               --address 192.0.2.11 --clearance 2
+               --address 192.0.2.11 --clearance 2 --out cmp1.token
     cmp1$  secmig pki host-key --host cmp1 --address 192.0.2.11 > cmp1.csr
     ca$    secmig pki sign --ca-dir /etc/secmig/ca --csr cmp1.csr \\
-               --token TOKEN > cmp1.pem
+               --token-file cmp1.token > cmp1.pem
     cmp1$  secmig pki install --cert cmp1.pem --ca ca-cert.pem \\
                --crl ca-crl.pem --group kvm
     cmp1$  secmig pki verify /etc/pki/qemu/server-cert.pem --host cmp1
+
+Renewal, by the holder of the current key only::
+
+    cmp1$  secmig pki renew-request > cmp1.renew
+    ca$    secmig pki renew --ca-dir /etc/secmig/ca --request cmp1.renew \\
+               > cmp1.pem
+    cmp1$  secmig pki install --cert cmp1.pem --ca ca-cert.pem \\
+               --crl ca-crl.pem --group kvm
 """
 
 import argparse
@@ -44,9 +53,31 @@ def _read(path, what):
     return fileio.read_bytes(path, what)
 
 
+def _one_stdin(**paths):
+    """Refuse two inputs both read from standard input ("-")."""
+    stdin = sorted('--' + name.replace('_', '-')
+                   for name, path in paths.items() if path == '-')
+    if len(stdin) > 1:
+        raise exception.PKIError(
+            '%s cannot all be read from standard input; give files'
+            % ' and '.join(stdin), code='usage')
+
+
+def _token(args):
+    if args.token_file is not None:
+        return tokens.read_token(_read(args.token_file, 'token file'),
+                                 args.token_file)
+    print('secmig: warning: --token shows the token to every user of this '
+          'machine (ps) and keeps it in the shell history; give it with '
+          '--token-file PATH, or --token-file - on standard input',
+          file=sys.stderr)
+    return args.token
+
+
 def _emit(data, out, force=False, mode=0o644):
     if out:
-        fileio.write_atomic(out, data, mode=mode, overwrite=force)
+        fileio.write_atomic(out, data.encode() if isinstance(data, str)
+                            else data, mode=mode, overwrite=force)
     else:
         sys.stdout.write(data.decode() if isinstance(data, bytes) else data)
 
@@ -64,7 +95,7 @@ def do_ca_create(args, conf):
 def do_token_create(args, conf):
     token = _ca(args).create_token(args.host, args.name, args.address,
                                    args.clearance, args.ttl)
-    print(token)
+    _emit(token + '\n', args.out, force=args.force, mode=0o600)
 
 
 def do_host_key(args, conf):
@@ -76,17 +107,28 @@ def do_host_key(args, conf):
 
 
 def do_sign(args, conf):
+    _one_stdin(csr=args.csr, token_file=args.token_file)
+    token = _token(args)
     cert = _ca(args).sign(_read(args.csr, 'certificate request'),
-                          args.token, args.days,
+                          token, args.days,
                           min_rsa_bits=conf.pki.min_rsa_bits)
     _emit(cert, args.out, force=args.force)
 
 
+def do_renew_request(args, conf):
+    cert_dir = args.cert_dir or conf.pki.cert_dir
+    request = host_mod.make_renewal_request(cert_dir, args.key_type,
+                                            overwrite=args.force)
+    _emit(request, args.out, force=True)
+
+
 def do_renew(args, conf):
-    cert = _ca(args).renew(_read(args.cert, 'certificate'),
-                           _read(args.csr, 'certificate request'),
+    _one_stdin(request=args.request, cert=args.cert)
+    current = _read(args.cert, 'certificate') if args.cert else None
+    cert = _ca(args).renew(_read(args.request, 'renewal request'),
                            args.days, revoke_old=args.revoke_old,
-                           min_rsa_bits=conf.pki.min_rsa_bits)
+                           min_rsa_bits=conf.pki.min_rsa_bits,
+                           current_pem=current)
     _emit(cert, args.out, force=args.force)
 
 
@@ -204,6 +246,10 @@ def add_parser(subparsers):
                    help='MAC clearance level bound into the certificate')
     p.add_argument('--ttl', type=_positive, default=tokens.DEFAULT_TTL,
                    help='seconds the token stays valid')
+    p.add_argument('--out', help='write the token to this file (mode '
+                                 '0600) instead of stdout')
+    p.add_argument('--force', action='store_true',
+                   help='replace an existing token file')
 
     p = command('host-key', do_host_key,
                 'on a host: generate its key and print a CSR')
@@ -221,21 +267,45 @@ def add_parser(subparsers):
     p = command('sign', do_sign, 'sign a host CSR against a token')
     ca_dir(p)
     p.add_argument('--csr', required=True, help='the CSR file, or -')
-    p.add_argument('--token', required=True)
+    token = p.add_mutually_exclusive_group(required=True)
+    token.add_argument('--token-file', metavar='PATH',
+                       help='the file holding the enrollment token, or - '
+                            'to read it from standard input')
+    token.add_argument('--token', help='the token itself (discouraged: '
+                                       'ps and the shell history show it)')
     p.add_argument('--days', type=_positive,
                    default=ca_mod.DEFAULT_HOST_DAYS)
     output(p)
 
+    p = command('renew-request', do_renew_request,
+                'on a host: generate its next key and print a renewal '
+                'request signed by its current key')
+    p.add_argument('--cert-dir', help='default: [pki] cert_dir')
+    p.add_argument('--key-type', choices=keys.KEY_TYPES,
+                   default=keys.DEFAULT_KEY_TYPE)
+    p.add_argument('--out', help='write the request here instead of stdout')
+    p.add_argument('--force', action='store_true',
+                   help='replace the next key of an earlier request')
+
     p = command('renew', do_renew,
-                'issue a successor to a valid certificate (same names and '
-                'clearance; new key from the CSR)')
+                'issue a successor to a valid certificate, for the holder '
+                'of its key (same names and clearance; the new key from '
+                'the request); the current one is revoked as superseded')
     ca_dir(p)
-    p.add_argument('--cert', required=True, help='the current certificate')
-    p.add_argument('--csr', required=True, help='the CSR file, or -')
+    p.add_argument('--request', '--csr', dest='request', required=True,
+                   help='the renewal request from "secmig pki '
+                        'renew-request", or -')
+    p.add_argument('--cert', help='the current certificate (the request '
+                                  'holds it)')
     p.add_argument('--days', type=_positive,
                    default=ca_mod.DEFAULT_HOST_DAYS)
-    p.add_argument('--revoke-old', action='store_true',
-                   help='revoke the current certificate as superseded')
+    old = p.add_mutually_exclusive_group()
+    old.add_argument('--keep-old', dest='revoke_old', action='store_false',
+                     help='leave the current certificate valid until it '
+                          'expires')
+    old.add_argument('--revoke-old', dest='revoke_old', action='store_true',
+                     default=True, help='revoke the current certificate as '
+                                        'superseded (the default)')
     output(p)
 
     p = command('revoke', do_revoke,

@@ -7,7 +7,8 @@ A CA directory holds::
     ca-crl.pem     the current revocation list (distribute it to hosts)
     tokens.json    hashes of enrollment tokens and what each approves
     issued.json    serial, host, names, clearance and state of every
-                   certificate issued; revocations are recorded here
+                   certificate issued; renewals and revocations are
+                   recorded here
     issued/        a copy of every certificate issued
 
 Operators with their own CA skip all of this: secmig verifies any CA's
@@ -15,11 +16,13 @@ certificates (see :mod:`secmig.pki.verify`); certificates without the
 clearance extension have clearance 0.
 """
 
+import dataclasses
 import datetime
 import ipaddress
 import json
 import os
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.oid import NameOID
@@ -29,6 +32,7 @@ from secmig.pki import clearance as clearance_ext
 from secmig.pki import fileio
 from secmig.pki import keys
 from secmig.pki import names as host_names
+from secmig.pki import renewal
 from secmig.pki import tokens
 
 CA_CERT = 'ca-cert.pem'
@@ -205,17 +209,29 @@ class CertificateAuthority:
             self._tokens.mark_used(token, now.timestamp())
         return keys.cert_pem(cert)
 
-    def renew(self, current_pem, csr_pem, days=DEFAULT_HOST_DAYS, now=None,
-              revoke_old=False, min_rsa_bits=2048):
-        """Issue a successor to a valid certificate of this CA.
+    def renew(self, request_pem, days=DEFAULT_HOST_DAYS, now=None,
+              revoke_old=True, min_rsa_bits=2048, current_pem=None):
+        """Issue a successor to a valid certificate of this CA, to its holder.
 
-        The new certificate keeps the host, names, addresses and clearance
-        of the current one; the CSR brings the (possibly new) key. With
-        ``revoke_old`` the current certificate is revoked as superseded.
+        ``request_pem`` is a renewal request (:mod:`secmig.pki.renewal`):
+        a CSR for the new key, signed over by the key of the current
+        certificate, which the request holds or ``current_pem`` gives.
+        The new certificate keeps the host, names, addresses and
+        clearance of the current one. A certificate is renewed once; by
+        default (``revoke_old``) it is then revoked as superseded, and
+        the CRL republished.
+
+        :raises PKIError: ``renewal_unproven`` (a CSR alone, or a
+            signature that is not the current key's), ``renewal_mismatch``
+            (``current_pem`` is not the request's certificate),
+            ``foreign_ca``, ``already_renewed``, ``revoked``, ``expired``,
+            the codes of :meth:`sign` for the CSR, and those of
+            :func:`secmig.pki.renewal.parse`
         """
         now = now or utcnow()
-        current = keys.load_certificate(current_pem)
-        csr = keys.load_csr(csr_pem)
+        request = renewal.parse(request_pem)
+        request = _with_current(request, current_pem)
+        current = request.cert
         with fileio.locked(self.ca_dir):
             issued = self._read_issued()
             entry = issued.get('%x' % current.serial_number)
@@ -224,6 +240,14 @@ class CertificateAuthority:
                 raise exception.PKIError(
                     'certificate %x was not issued by this CA'
                     % current.serial_number, code='foreign_ca')
+            if entry.get('renewed_by'):
+                raise exception.PKIError(
+                    'certificate %x was already renewed as %s (a copy is in '
+                    '%s); a certificate is renewed once'
+                    % (current.serial_number, entry['renewed_by'],
+                       self._path(os.path.join(
+                           'issued', entry['renewed_by'] + '.pem'))),
+                    code='already_renewed')
             if entry['revoked_at'] is not None:
                 raise exception.PKIError(
                     'certificate %x is revoked; enroll the host again with '
@@ -234,10 +258,15 @@ class CertificateAuthority:
                     'with a new token' % (current.serial_number,
                                           current.not_valid_after_utc),
                     code='expired')
-            _check_csr(csr, entry, min_rsa_bits)
-            cert = self._issue(csr.public_key(), entry['host'],
+            renewal.check(request)
+            _check_csr(request.csr, entry, min_rsa_bits)
+            cert = self._issue(request.csr.public_key(), entry['host'],
                                entry['names'], entry['addresses'],
                                entry['clearance'], days, now)
+            issued = self._read_issued()
+            issued['%x' % current.serial_number]['renewed_by'] = (
+                '%x' % cert.serial_number)
+            self._write_issued(issued)
             if revoke_old:
                 self._revoke_locked(current.serial_number, 'superseded', now)
         return keys.cert_pem(cert)
@@ -333,6 +362,26 @@ class CertificateAuthority:
             keys.serialization.Encoding.PEM), overwrite=True)
 
 
+def _with_current(request, current_pem):
+    """``request`` with its certificate, from itself or ``current_pem``."""
+    if current_pem is None:
+        if request.cert is None:
+            raise exception.PKIError(
+                'the request does not say which certificate it renews; '
+                'make it on the host with "secmig pki renew-request"',
+                code='renewal_unproven')
+        return request
+    current = keys.load_certificate(current_pem, 'the current certificate')
+    if request.cert is None:
+        return dataclasses.replace(request, cert=current)
+    if keys.fingerprint(request.cert) != keys.fingerprint(current):
+        raise exception.PKIError(
+            'the renewal request is for certificate %x, not %x'
+            % (request.cert.serial_number, current.serial_number),
+            code='renewal_mismatch')
+    return request
+
+
 def _checked_names(host, names, addresses):
     return (host_names.host_name(host),
             [host_names.dns_name(n) for n in names],
@@ -341,7 +390,11 @@ def _checked_names(host, names, addresses):
 
 def _check_csr(csr, approved, min_rsa_bits):
     """Refuse a CSR that is not self-consistent or asks for too much."""
-    if not csr.is_signature_valid:
+    try:
+        signed = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm):
+        signed = False
+    if not signed:
         raise exception.PKIError(
             'the certificate request\'s signature does not verify: it was '
             'altered or not made with the key it carries',

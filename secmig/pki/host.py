@@ -9,6 +9,9 @@ serve as both the TLS server (incoming migrations) and client
     ca-cert.pem  ca-crl.pem
     server-cert.pem  server-key.pem  client-cert.pem  client-key.pem
 
+A renewal (:func:`make_renewal_request`) leaves the next key beside them,
+``next-key.pem``, until :func:`install` puts it in the keys' place.
+
 libvirtd's own TLS (the ``qemu+tls://`` control connection) reads fixed
 paths under its PKI root, ``/etc/pki``; :func:`install` can write those
 too, with the same certificate and a copy of the same key::
@@ -23,6 +26,7 @@ import grp
 import ipaddress
 import os
 import pwd
+import stat
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -31,6 +35,7 @@ from secmig import exception
 from secmig.pki import fileio
 from secmig.pki import keys
 from secmig.pki import names as host_names
+from secmig.pki import renewal
 from secmig.pki import verify
 
 SERVER_CERT = 'server-cert.pem'
@@ -39,6 +44,8 @@ CLIENT_CERT = 'client-cert.pem'
 CLIENT_KEY = 'client-key.pem'
 CA_CERT = 'ca-cert.pem'
 CA_CRL = 'ca-crl.pem'
+#: The key a renewal request asks a certificate for, until installed.
+NEXT_KEY = 'next-key.pem'
 
 #: libvirtd's PKI root and its files relative to it.
 LIBVIRT_PKI_DIR = '/etc/pki'
@@ -147,14 +154,56 @@ def make_key_and_csr(cert_dir, host, names=(), addresses=(),
             fileio.write_atomic(path, pem, mode=mode, overwrite=overwrite)
             if gid is not None:
                 os.chown(path, -1, gid)
+    return _csr(key, host, names, addresses).public_bytes(
+        keys.serialization.Encoding.PEM)
+
+
+def _csr(key, host, names, addresses):
     san = ([x509.DNSName(n) for n in sorted(set(names) | {host})]
            + [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses])
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([
-               x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-           .add_extension(x509.SubjectAlternativeName(san), critical=False)
-           .sign(key, keys.signature_hash(key)))
-    return csr.public_bytes(keys.serialization.Encoding.PEM)
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([
+                x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .sign(key, keys.signature_hash(key)))
+
+
+def make_renewal_request(cert_dir, key_type=keys.DEFAULT_KEY_TYPE,
+                         overwrite=False):
+    """Generate this host's next key; return a renewal request (PEM).
+
+    The request (:mod:`secmig.pki.renewal`) asks for a successor of the
+    certificate in ``cert_dir``, with its names, for the next key, and
+    is signed by the current key. The next key is written beside the
+    current one, as ``next-key.pem`` (0600); the current key and
+    certificate stay in use until :func:`install` installs the new
+    certificate, which puts the next key in their place. A next key left
+    by an earlier request is used again, unless ``overwrite``.
+
+    :raises PKIError: ``unreadable_file``, ``malformed_pem``,
+        ``malformed_key``, ``key_mismatch`` (the current key is not the
+        certificate's), ``bad_name`` (the certificate holds a name the
+        CA no longer issues)
+    """
+    cert_path = os.path.join(cert_dir, SERVER_CERT)
+    key_path = os.path.join(cert_dir, SERVER_KEY)
+    cert = keys.load_certificate(
+        fileio.read_bytes(cert_path, 'host certificate'), cert_path)
+    key = keys.load_private_key(fileio.read_bytes(key_path, 'host key'),
+                                key_path)
+    host = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    names = verify.certificate_names(cert) or []
+    addresses = [n for n in names if host_names.is_address(n)]
+    host = host_names.host_name(host[0].value if host else '')
+    names = [host_names.dns_name(n) for n in names if n not in addresses]
+    next_path = os.path.join(cert_dir, NEXT_KEY)
+    with fileio.locked(cert_dir):
+        if overwrite or not os.path.exists(next_path):
+            fileio.write_atomic(next_path, keys.private_key_pem(
+                keys.generate_key(key_type)), mode=KEY_MODE, overwrite=True)
+        next_key = keys.load_private_key(
+            fileio.read_bytes(next_path, 'next host key'), next_path)
+    return renewal.make(cert, key, _csr(next_key, host, names, addresses))
 
 
 def _key_mode(group):
@@ -170,9 +219,14 @@ def install(cert_dir, cert_pem, ca_pem, crl_pem=None, now=None,
     Refuses (``PKIError``) a certificate that does not match the keys in
     ``cert_dir`` or that the given CA does not validate; nothing is
     written then. In ``cert_dir`` (QEMU's layout) the certificates, the
-    CA bundle and the CRL are replaced, mode 0644; the keys' content is
-    never touched, but with ``key_gid`` they become 0640 in that group
-    (QEMU's, and the group nova-compute's user joins to sign handshakes).
+    CA bundle and the CRL are replaced, mode 0644. With ``key_gid`` the
+    keys become 0640 in that group (QEMU's, and the group nova-compute's
+    user joins to sign handshakes).
+
+    A key's content is replaced only by the next key of a renewal
+    (:func:`make_renewal_request`), when the certificate is the next
+    key's: the next key then takes the place, owner and mode of each key
+    and ``next-key.pem`` is removed.
 
     With ``libvirt_pki_dir`` libvirtd's layout is written under it too:
     the same certificates (0644) and copies of the keys (0600, for
@@ -185,15 +239,19 @@ def install(cert_dir, cert_pem, ca_pem, crl_pem=None, now=None,
     :returns: an :class:`Installation`
     """
     cert = keys.load_certificate(cert_pem)
-    key_pems = {}
+    key_pems, rotated = {}, []
     for name in (SERVER_KEY, CLIENT_KEY):
         key_path = os.path.join(cert_dir, name)
         key_pems[name] = fileio.read_bytes(key_path, 'host key')
         key = keys.load_private_key(key_pems[name], key_path)
         match = verify.verify_key_pair(cert, key)
         if not match:
-            raise exception.PKIError(
-                '%s (key %s)' % (match.reason, key_path), code=match.code)
+            key_pems[name] = _next_key_pem(cert_dir, cert)
+            if key_pems[name] is None:
+                raise exception.PKIError(
+                    '%s (key %s)' % (match.reason, key_path),
+                    code=match.code)
+            rotated.append(name)
     trust = verify.TrustStore(
         keys.load_certificates(ca_pem),
         [keys.load_crl(crl_pem)] if crl_pem else [])
@@ -218,6 +276,8 @@ def install(cert_dir, cert_pem, ca_pem, crl_pem=None, now=None,
             written.append(_write(os.path.join(cert_dir, name), data,
                                   CERT_MODE, uid, gid))
         for name in (SERVER_KEY, CLIENT_KEY):
+            if name in rotated:
+                _replace_key(os.path.join(cert_dir, name), key_pems[name])
             written.append(_key_access(os.path.join(cert_dir, name), uid,
                                        key_gid))
         if libvirt_pki_dir:
@@ -227,7 +287,29 @@ def install(cert_dir, cert_pem, ca_pem, crl_pem=None, now=None,
             for name, data, mode in libvirt:
                 written.append(_write(os.path.join(libvirt_pki_dir, name),
                                       data, mode, uid, gid))
+        if _next_key_pem(cert_dir, cert) is not None:
+            os.unlink(os.path.join(cert_dir, NEXT_KEY))
+            fileio.fsync_dir(cert_dir)
     return Installation(verdict, tuple(written))
+
+
+def _next_key_pem(cert_dir, cert):
+    """The next key (PEM) when it is ``cert``'s key, else None."""
+    path = os.path.join(cert_dir, NEXT_KEY)
+    if not os.path.exists(path):
+        return None
+    pem = fileio.read_bytes(path, 'next host key')
+    if not keys.key_matches_certificate(keys.load_private_key(pem, path),
+                                        cert):
+        return None
+    return pem
+
+
+def _replace_key(path, pem):
+    """Put the key ``pem`` at ``path`` with the owner and mode there."""
+    st = os.stat(path)
+    fileio.write_atomic(path, pem, mode=stat.S_IMODE(st.st_mode) & 0o740,
+                        overwrite=True, uid=st.st_uid, gid=st.st_gid)
 
 
 def _write(path, data, mode, uid, gid):

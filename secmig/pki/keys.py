@@ -4,8 +4,11 @@ Parsing is strict: anything that is not exactly the expected PEM objects
 is refused with a reason that tells truncation apart from garbage.
 """
 
+import base64
 import hashlib
+import re
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,6 +29,8 @@ DEFAULT_KEY_TYPE = 'ec-p256'
 CA_KEY_TYPES = tuple(t for t in KEY_TYPES if t != 'ed25519')
 
 _ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_BEGIN = re.compile(rb'-----BEGIN ([A-Z0-9 ]{1,64})-----')
+_END = re.compile(rb'-----END ([A-Z0-9 ]{1,64})-----')
 
 
 def generate_key(key_type=DEFAULT_KEY_TYPE):
@@ -72,24 +77,106 @@ def _check_pem_framing(data, label, path):
             % (path, begin), code='truncated_pem')
 
 
-def load_certificates(data, path='<certificate>'):
-    """Parse one or more PEM certificates, or raise ``PKIError``."""
-    _check_pem_framing(data, 'CERTIFICATE', path)
+def _parsed(path, what, load, touch):
+    """Return ``load()`` after ``touch`` has read its lazy parts.
+
+    cryptography parses names, extensions, keys and revocation entries
+    when first read; reading them here makes a corrupt one fail at load,
+    as ``PKIError``, and never later in a check.
+    """
     try:
-        certs = x509.load_pem_x509_certificates(data)
-        for cert in certs:
-            # Parsing is lazy for names and extensions; parse them now,
-            # so that a corrupt one fails here and not in a check.
-            cert.subject, cert.issuer, cert.extensions
+        loaded = load()
+        touch(loaded)
+    except UnsupportedAlgorithm as e:
+        raise exception.PKIError(
+            '%s holds a %s with an algorithm secmig cannot use: %s'
+            % (path, what, e), code='unsupported_key') from e
     except ValueError as e:
         raise exception.PKIError(
-            '%s holds a corrupt certificate: %s' % (path, e),
+            '%s holds a corrupt %s: %s' % (path, what, e),
             code='malformed_pem') from e
-    return certs
+    return loaded
+
+
+def _touch_certificate(cert):
+    cert.subject, cert.issuer, cert.extensions, cert.public_key()
+
+
+def pem_block(label, der):
+    """``der`` as one PEM block labelled ``label``."""
+    body = base64.encodebytes(der).replace(b'\n', b'')
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return b'\n'.join([b'-----BEGIN %s-----' % label.encode('ascii')]
+                      + lines
+                      + [b'-----END %s-----' % label.encode('ascii'), b''])
+
+
+def pem_blocks(data, path='<pem>'):
+    """The PEM blocks of ``data`` as ``[(label, der)]``, in order.
+
+    Text outside the blocks is ignored, as openssl does.
+
+    :raises PKIError: ``malformed_pem`` (no block, a block whose body is
+        not base64 or whose END line names another label),
+        ``truncated_pem`` (a block without its END line)
+    """
+    blocks, label, body = [], None, []
+    for line in data.splitlines():
+        line = line.strip()
+        if label is None:
+            begin = _BEGIN.fullmatch(line)
+            if begin:
+                label, body = begin.group(1).decode('ascii'), []
+            continue
+        end = _END.fullmatch(line)
+        if end is None:
+            body.append(line)
+            continue
+        if end.group(1).decode('ascii') != label:
+            raise exception.PKIError(
+                '%s: a "BEGIN %s" block ends with "END %s"'
+                % (path, label, end.group(1).decode('ascii')),
+                code='malformed_pem')
+        try:
+            blocks.append((label, base64.b64decode(b''.join(body),
+                                                   validate=True)))
+        except ValueError as e:
+            raise exception.PKIError(
+                '%s: the "%s" block is not base64: %s' % (path, label, e),
+                code='malformed_pem') from e
+        label = None
+    if label is not None:
+        raise exception.PKIError(
+            '%s is truncated: a "BEGIN %s" block has no END line'
+            % (path, label), code='truncated_pem')
+    if not blocks:
+        raise exception.PKIError('%s holds no PEM block' % path,
+                                 code='malformed_pem')
+    return blocks
+
+
+def load_certificates(data, path='<certificate>'):
+    """Parse one or more PEM certificates.
+
+    :raises PKIError: ``malformed_pem`` (no certificate, or a corrupt
+        one), ``truncated_pem`` (a block without its END line),
+        ``unsupported_key`` (a key or curve cryptography cannot read)
+    """
+    _check_pem_framing(data, 'CERTIFICATE', path)
+
+    def touch(certs):
+        for cert in certs:
+            _touch_certificate(cert)
+    return _parsed(path, 'certificate',
+                   lambda: x509.load_pem_x509_certificates(data), touch)
 
 
 def load_certificate(data, path='<certificate>'):
-    """Parse exactly one PEM certificate, or raise ``PKIError``."""
+    """Parse exactly one PEM certificate.
+
+    :raises PKIError: as :func:`load_certificates`; ``malformed_pem``
+        also when there is more than one
+    """
     certs = load_certificates(data, path)
     if len(certs) != 1:
         raise exception.PKIError(
@@ -99,33 +186,48 @@ def load_certificate(data, path='<certificate>'):
 
 
 def load_private_key(data, path='<key>'):
+    """Parse an unencrypted PEM private key.
+
+    :raises PKIError: ``malformed_pem``, ``truncated_pem`` (framing),
+        ``malformed_key`` (anything else)
+    """
     _check_pem_framing(data, '', path)
     try:
         return serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise exception.PKIError(
             '%s is not a usable unencrypted PEM private key: %s'
             % (path, e), code='malformed_key') from e
 
 
 def load_csr(data, path='<csr>'):
+    """Parse the first PEM certificate request of ``data``.
+
+    :raises PKIError: ``malformed_pem``, ``truncated_pem``,
+        ``unsupported_key``, as :func:`load_certificates`
+    """
     _check_pem_framing(data, 'CERTIFICATE REQUEST', path)
-    try:
-        return x509.load_pem_x509_csr(data)
-    except ValueError as e:
-        raise exception.PKIError(
-            '%s holds a corrupt certificate request: %s' % (path, e),
-            code='malformed_pem') from e
+
+    def touch(csr):
+        csr.subject, csr.extensions, csr.attributes, csr.public_key()
+    return _parsed(path, 'certificate request',
+                   lambda: x509.load_pem_x509_csr(data), touch)
 
 
 def load_crl(data, path='<crl>'):
+    """Parse a PEM certificate revocation list.
+
+    :raises PKIError: ``malformed_pem``, ``truncated_pem``,
+        ``unsupported_key``, as :func:`load_certificates`
+    """
     _check_pem_framing(data, 'X509 CRL', path)
-    try:
-        return x509.load_pem_x509_crl(data)
-    except ValueError as e:
-        raise exception.PKIError(
-            '%s holds a corrupt revocation list: %s' % (path, e),
-            code='malformed_pem') from e
+
+    def touch(crl):
+        crl.issuer, crl.extensions, crl.next_update_utc
+        for entry in crl:
+            entry.serial_number, entry.revocation_date_utc, entry.extensions
+    return _parsed(path, 'revocation list',
+                   lambda: x509.load_pem_x509_crl(data), touch)
 
 
 def public_key_der(public_key):

@@ -49,7 +49,7 @@ def dns_name(name):
     if not name.isascii():
         _refuse(name, 'it is not ASCII; give an internationalised name in '
                       'its ASCII form (xn--...)')
-    if _is_address(name):
+    if is_address(name):
         _refuse(name, 'it is an IP address; give addresses with --address')
     if name.endswith('.'):
         _refuse(name, 'it ends with a dot; give it without (%s)'
@@ -108,7 +108,8 @@ def address(text):
     return str(parsed)
 
 
-def _is_address(text):
+def is_address(text):
+    """True when ``text`` is an IP address."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

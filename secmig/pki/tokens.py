@@ -16,10 +16,35 @@ from secmig import exception
 from secmig.pki import fileio
 
 DEFAULT_TTL = 3600
+#: The longest token a token file may hold (the CA's have 64 characters).
+MAX_TOKEN = 256
 
 
 def _digest(token):
     return hashlib.sha256(token.encode('utf-8')).hexdigest()
+
+
+def read_token(data, path='<token file>'):
+    """The token a token file holds: one line of printable ASCII.
+
+    Surrounding white space (the final newline) is dropped.
+
+    :raises PKIError: ``bad_token_file``: empty, more than one line, not
+        printable ASCII, or longer than ``MAX_TOKEN``
+    """
+    text = data.strip(b' \t\r\n')
+    if not text:
+        problem = 'it is empty'
+    elif len(text) > MAX_TOKEN:
+        problem = 'it is longer than %d characters' % MAX_TOKEN
+    elif not all(0x21 <= byte <= 0x7e for byte in text):
+        problem = ('it holds more than one line, spaces or characters that '
+                   'are not printable ASCII')
+    else:
+        return text.decode('ascii')
+    raise exception.PKIError(
+        '%s does not hold an enrollment token: %s' % (path, problem),
+        code='bad_token_file')
 
 
 class TokenStore:

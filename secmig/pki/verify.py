@@ -16,6 +16,7 @@ import datetime
 import ipaddress
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509 import verification
@@ -95,12 +96,16 @@ def _is_ca(cert):
 
 
 def _signed_by(cert_or_crl, issuer):
-    """True when ``issuer``'s key verifies the object's signature."""
-    if isinstance(cert_or_crl, x509.CertificateRevocationList):
-        return cert_or_crl.is_signature_valid(issuer.public_key())
+    """True when ``issuer``'s key verifies the object's signature.
+
+    False, never an exception, for a key or signature algorithm that
+    cryptography cannot use.
+    """
     try:
+        if isinstance(cert_or_crl, x509.CertificateRevocationList):
+            return cert_or_crl.is_signature_valid(issuer.public_key())
         cert_or_crl.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
@@ -326,7 +331,13 @@ def verify_certificate(cert, trust, host=None, purpose='both', now=None,
 
 
 def _strength(cert, min_rsa_bits):
-    decision = keys.check_key_strength(cert.public_key(), min_rsa_bits)
+    try:
+        public_key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as e:
+        return Decision.refuse(
+            'unsupported_key', 'the certificate\'s public key cannot be '
+            'read: %s' % e)
+    decision = keys.check_key_strength(public_key, min_rsa_bits)
     return None if decision else decision
 
 

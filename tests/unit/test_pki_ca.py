@@ -123,27 +123,6 @@ class EnrollmentTest(CATestCase):
 
 class LifecycleTest(CATestCase):
 
-    def test_renew_keeps_identity_with_new_key(self):
-        old = self.pki.enroll('node1', clearance=3)
-        new_pem = self.ca.renew(old.cert_pem, self.csr(), revoke_old=True)
-        new = keys.load_certificate(new_pem)
-        self.assertEqual(3, clearance.decode(new))
-        self.assertNotEqual(keys.public_key_der(old.cert.public_key()),
-                            keys.public_key_der(new.public_key()))
-        trust = self.pki.trust()
-        self.assertTrue(verify.verify_certificate(new, trust, host='node1'))
-        self.assertEqual('revoked', verify.verify_certificate(
-            old.cert, trust, host='node1').code)
-
-    def test_renew_refuses_revoked_and_foreign(self):
-        old = self.pki.enroll('node1')
-        self.pki.revoke('node1')
-        self.assertCode('revoked', self.ca.renew, old.cert_pem, self.csr())
-        other = pkiutil.TestPKI(os.path.join(self.tmp, 'o'), 'other CA')
-        foreign = other.enroll('node1')
-        self.assertCode('foreign_ca', self.ca.renew, foreign.cert_pem,
-                        self.csr())
-
     def test_revoke_unknown_serial(self):
         self.assertCode('unknown_serial', self.ca.revoke, 12345)
 

@@ -190,26 +190,6 @@ class VerifyMatrixTest(unittest.TestCase):
         self.assertEqual('bad_ca_bundle', ctx.exception.code)
 
 
-def intermediate_ca(root_cert, root_key, name='intermediate CA'):
-    """A CA certificate issued by ``root``: ``(cert, key)``."""
-    key = keys.generate_key()
-    cert = (x509.CertificateBuilder()
-            .subject_name(pkiutil.subject(name)).issuer_name(root_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - datetime.timedelta(1))
-            .not_valid_after(NOW + datetime.timedelta(300))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0),
-                           critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=False, key_encipherment=False,
-                content_commitment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False), critical=True)
-            .sign(root_key, hashes.SHA256()))
-    return cert, key
-
-
 class RootsOnlyBundleTest(unittest.TestCase):
     """An intermediate CA in the trusted bundle is refused at load.
 
@@ -223,7 +203,7 @@ class RootsOnlyBundleTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.pki = pkiutil.TestPKI(cls.tmp.name)
         cls.root = cls.pki.ca.cert
-        cls.sub, cls.sub_key = intermediate_ca(cls.root, cls.pki.ca_key())
+        cls.sub, _ = pkiutil.intermediate_ca(cls.root, cls.pki.ca_key())
 
     @classmethod
     def tearDownClass(cls):
@@ -258,8 +238,8 @@ class RootsOnlyBundleTest(unittest.TestCase):
 
     def test_a_root_named_like_itself_but_signed_by_another_key(self):
         # Subject equals issuer, but the signature is not its own.
-        forged, _ = intermediate_ca(self.root, self.pki.ca_key(),
-                                    name='secmig test CA')
+        forged, _ = pkiutil.intermediate_ca(self.root, self.pki.ca_key(),
+                                            name='secmig test CA')
         self.assertEqual(forged.subject, forged.issuer)
         with self.assertRaises(exception.PKIError) as ctx:
             verify.TrustStore([forged])
