@@ -18,6 +18,12 @@ timestamp, version 2.0 envelope) and hands it to the transport's
 notification send, the call the ``messagingv2`` driver makes, which
 raises when the broker is unreachable.
 
+The cursor and the head may have been written by someone else: a cursor
+that is not a record of the journal (or lies beyond the head), a head
+that is not a checkpoint, or a damaged record stops delivery with the
+reason, and the records wait; nothing is skipped. The deliverer does not
+check signatures: it sends what the head covers (see doc/audit.rst).
+
 Delivery never touches the durable write: it runs after it, from a
 background thread (:class:`DeliveryWorker`) or from
 ``secmig audit deliver``. One deliverer per journal at a time
@@ -27,7 +33,6 @@ background thread (:class:`DeliveryWorker`) or from
 import contextlib
 import datetime
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -36,6 +41,7 @@ import oslo_messaging
 
 from secmig.audit import journal
 from secmig.audit import lines
+from secmig.audit import sidefiles
 from secmig import exception
 
 LOG = logging.getLogger(__name__)
@@ -137,16 +143,25 @@ class Outbox:
         return result
 
     def deliver_or_raise(self):
+        """Send every pending record; raise at the first failure.
+
+        Raises ``DeliveryError`` when the broker refuses, and
+        ``SecmigError`` (``bad_cursor``, ``bad_head``,
+        ``journal_tampered``) when the cursor, the head or a line to send
+        is not what the writer and the deliverer write: the records then
+        wait in the journal.
+        """
         self.delivered = 0
         with self._exclusive() as mine:
             if not mine:
                 return 0, None
-            head = _head_seq(self.path)
+            head = self._head_seq()
             cursor = self._read_cursor()
             for frame, body, end in self._records_after(cursor, head):
                 self.sender.send(body['id'], event_type_of(frame, body),
                                  payload_of(frame, body))
-                self._write_cursor(frame.seq, end, body['id'])
+                sidefiles.write_cursor(self.path, sidefiles.Cursor(
+                    frame.seq, end, body['id']))
                 self.delivered += 1
         return self.delivered, 0
 
@@ -155,7 +170,7 @@ class Outbox:
         return self._pending_count()
 
     def _pending_count(self):
-        head = _head_seq(self.path)
+        head = self._head_seq()
         cursor = self._read_cursor()
         return sum(1 for _ in self._records_after(cursor, head,
                                                   parse=False))
@@ -174,74 +189,115 @@ class Outbox:
         finally:
             os.close(fd)
 
+    def _head_seq(self):
+        try:
+            head = sidefiles.read_head(self.path)
+        except sidefiles.SideFileError as e:
+            raise exception.SecmigError(
+                'cannot deliver from %s: %s; records wait in the journal '
+                '(run "secmig audit verify")' % (self.path, e),
+                code='bad_head') from e
+        return head.seq if head else 0
+
     def _read_cursor(self):
         try:
-            with open(self.path + journal.CURSOR_SUFFIX, 'rb') as f:
-                data = json.load(f)
-            return int(data['seq']), int(data['offset'])
-        except FileNotFoundError:
-            return 0, 0
-        except (ValueError, KeyError, TypeError) as e:
-            raise exception.SecmigError(
-                'the audit delivery cursor %s%s is corrupt (%s); remove it '
-                'to deliver the whole journal again (consumers deduplicate '
-                'by record id)' % (self.path, journal.CURSOR_SUFFIX, e),
-                code='bad_cursor') from e
+            return sidefiles.read_cursor(self.path) or sidefiles.Cursor(
+                0, 0, '')
+        except sidefiles.SideFileError as e:
+            raise self._bad_cursor(str(e)) from e
 
-    def _write_cursor(self, seq, offset, record_id):
-        # Not fsynced: a cursor lost to a crash only resends records.
-        path = self.path + journal.CURSOR_SUFFIX
-        tmp = '%s.tmp-%d' % (path, os.getpid())
-        with open(tmp, 'w') as f:
-            json.dump({'seq': seq, 'offset': offset, 'id': record_id}, f)
-        os.replace(tmp, path)
+    def _bad_cursor(self, what):
+        return exception.SecmigError(
+            'cannot deliver from %s: %s; records wait in the journal. Check '
+            'it ("secmig audit verify"); removing %s%s delivers the whole '
+            'journal again (consumers drop repeats by record id)'
+            % (self.path, what, self.path, journal.CURSOR_SUFFIX),
+            code='bad_cursor')
 
     def _records_after(self, cursor, head, parse=True):
         """Yield ``(frame, body, end_offset)`` of records to deliver."""
-        seq, offset = cursor
         try:
             f = open(self.path, 'rb')
         except FileNotFoundError:
             return
         with f:
+            offset = self._start(f, cursor, head)
             f.seek(offset)
-            first = f.readline()
-            if _seq_of(first) != seq + 1:
-                # The cursor's offset does not point at the next record
-                # (the journal was repaired): find it from the start.
-                f.seek(0)
-                offset = 0
-            else:
-                f.seek(offset)
             for raw in f:
                 offset += len(raw)
-                try:
-                    frame = lines.Frame(raw)
-                except lines.LineError as e:
-                    raise exception.SecmigError(
-                        'cannot deliver from %s: a line after record %d is '
-                        'damaged (%s); run "secmig audit verify"'
-                        % (self.path, seq, e), code='journal_tampered')
+                frame = self._frame(raw, cursor.seq)
                 if frame.seq > head:
                     return
-                if frame.seq <= seq or frame.kind not in lines.RECORD_KINDS:
+                if (frame.seq <= cursor.seq
+                        or frame.kind not in lines.RECORD_KINDS):
                     continue
-                yield frame, frame.body() if parse else None, offset
+                body = self._body(frame) if parse else None
+                yield frame, body, offset
+
+    def _start(self, f, cursor, head):
+        """The offset just after the cursor's record, checked."""
+        if not cursor.seq:
+            return 0
+        if cursor.seq > head:
+            raise self._bad_cursor(
+                'the delivery cursor names record %d, beyond the signed '
+                'head (record %d)' % (cursor.seq, head))
+        if _is_cursor_record(_line_before(f, cursor.offset), cursor):
+            return cursor.offset
+        f.seek(0)  # an offset from before a repair: look the record up
+        offset = 0
+        for raw in f:
+            offset += len(raw)
+            if _is_cursor_record(raw, cursor):
+                return offset
+        raise self._bad_cursor(
+            'the delivery cursor names record %d with id %r, which is not '
+            'a record of this journal' % (cursor.seq, cursor.id))
+
+    def _frame(self, raw, after):
+        try:
+            return lines.Frame(raw)
+        except lines.LineError as e:
+            raise exception.SecmigError(
+                'cannot deliver from %s: a line after record %d is '
+                'damaged (%s); run "secmig audit verify"'
+                % (self.path, after, e), code='journal_tampered') from e
+
+    def _body(self, frame):
+        body = _body_or_none(frame)
+        if body is None or not isinstance(body.get('id'), str):
+            raise exception.SecmigError(
+                'cannot deliver record %d of %s: it is damaged or has no '
+                'record id; run "secmig audit verify"'
+                % (frame.seq, self.path), code='journal_tampered')
+        return body
 
 
-def _seq_of(raw):
+def _line_before(f, offset):
+    """The line of ``f`` that ends at ``offset`` (within 64 KiB), or b''."""
+    back = min(offset, 65536)
+    f.seek(offset - back)
+    data = f.read(back)
+    if not data.endswith(b'\n'):
+        return b''
+    return data[data.rfind(b'\n', 0, -1) + 1:]
+
+
+def _is_cursor_record(raw, cursor):
     try:
-        return lines.Frame(raw).seq
+        frame = lines.Frame(raw)
+    except lines.LineError:
+        return False
+    body = _body_or_none(frame) if frame.seq == cursor.seq else None
+    return (frame.kind in lines.RECORD_KINDS and body is not None
+            and body.get('id') == cursor.id)
+
+
+def _body_or_none(frame):
+    try:
+        return frame.body()
     except lines.LineError:
         return None
-
-
-def _head_seq(path):
-    try:
-        with open(path + journal.HEAD_SUFFIX, 'rb') as f:
-            return lines.Frame(f.read()).seq
-    except (FileNotFoundError, lines.LineError):
-        return 0
 
 
 class DeliveryWorker:

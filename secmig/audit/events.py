@@ -157,8 +157,15 @@ def as_dict(event):
 
 
 def evidence_of(event_dict):
-    """The evidence attachment of an event as stored (a dict or None)."""
-    for item in event_dict.get('attachments') or ():
-        if item.get('name') == EVIDENCE_NAME:
+    """The evidence attachment of an event as stored, or None.
+
+    ``event_dict`` may be any JSON value (a damaged journal's); this
+    never raises.
+    """
+    if not isinstance(event_dict, dict):
+        return None
+    attachments = event_dict.get('attachments')
+    for item in attachments if isinstance(attachments, list) else ():
+        if isinstance(item, dict) and item.get('name') == EVIDENCE_NAME:
             return item.get('content')
     return None

@@ -17,19 +17,34 @@ Several processes of a host may append to one journal: an exclusive
 to writing the batch, so the chain stays linear.
 
 After each batch the last checkpoint line is also written to
-``<journal>.head`` (atomically, by rename, without fsync): the signed
-head, which lets the verifier detect a truncated journal. A head that
-lags after a power loss is harmless: every record past it is covered by
-signed checkpoints in the journal itself.
+``<journal>.head`` (a new file, fdatasync'ed, renamed over the old one):
+the signed head, which lets a reader detect a truncated journal. After a
+power loss the head may lag behind the journal, never run ahead of it:
+every record past it is covered by signed checkpoints in the journal.
 
-Crash recovery: a writer killed mid-batch leaves lines that no signed
-checkpoint covers and that no caller was told were written. The next
-writer moves them aside to ``<journal>.unsigned-<time>-<pid>`` and
-appends a ``recovered`` record (sizes, SHA-256, file name) before its
-own batch. Anything else it does not expect at the end of the journal
-(a checkpoint this host did not sign, a line whose hash is wrong) is
-tampering: it refuses to append (``journal_tampered``) rather than sign
-over it.
+What a writer signs over. Before each batch a writer checks, by the rules
+of :mod:`secmig.audit.chain`, every line after the last checkpoint it
+verified itself (a process that has not written yet starts at the signed
+head when its own key signed it, else at the first line), and compares
+the head and the delivery cursor with the journal. Then:
+
+- Lines a crashed writer left after the last verified checkpoint (whole
+  records that no checkpoint covers, and a last line cut short) were
+  never acknowledged to anyone: they are moved to
+  ``<journal>.unsigned-<time>-<pid>`` and a ``recovered`` record says so.
+- Anything else is tampering, and the writer raises
+  :class:`JournalTampered` (``journal_tampered``, with the verifier's
+  code and record) rather than sign over it: a line that breaks a rule
+  (a checkpoint by an unknown signer, a bad signature, a broken chain, a
+  malformed line before the end), a journal shorter than its head or its
+  cursor says, a head the journal does not hold, a missing head. It
+  keeps refusing until an operator sets the journal aside
+  (:meth:`Journal.start_over`, ``secmig audit recover``). The only
+  lines a writer ever removes are a crash tail, and it keeps those.
+- When the journal has moved on to a newer certificate of the host than
+  this process signs with (``secmig pki renew`` and another process
+  restarted), the writer loads the host's certificate again; if that is
+  still not the journal's key it raises ``stale_host_key``.
 """
 
 import contextlib
@@ -42,7 +57,9 @@ import threading
 import time
 import uuid
 
+from secmig.audit import chain as chain_mod
 from secmig.audit import lines
+from secmig.audit import sidefiles
 from secmig.audit import signing
 from secmig import exception
 from secmig.pki import fileio
@@ -50,14 +67,36 @@ from secmig.pki import fileio
 LOG = logging.getLogger(__name__)
 
 FSYNC_POLICIES = ('batch', 'record')
-HEAD_SUFFIX = '.head'
+HEAD_SUFFIX = sidefiles.HEAD_SUFFIX
+CURSOR_SUFFIX = sidefiles.CURSOR_SUFFIX
 LOCK_SUFFIX = '.lock'
-CURSOR_SUFFIX = '.cursor'
 UNSIGNED_SUFFIX = '.unsigned-'
+SET_ASIDE_SUFFIX = '.set-aside-'
 
 
 def utcnow():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+class JournalTampered(exception.SecmigError):
+    """The journal breaks a rule, so the writer will not sign over it.
+
+    ``decision`` is the refusal in the verifier's terms: ``code`` (see
+    :mod:`secmig.audit.verify`), ``reason`` and ``details['record']``.
+    """
+
+    code = 'journal_tampered'
+
+    def __init__(self, path, decision):
+        self.decision = decision
+        super().__init__(
+            'refusing to append to the audit journal %s: it is not intact '
+            '(%s at record %s): %s. No record can be written, so no '
+            'migration can proceed on this host, until an operator has '
+            'examined it ("secmig audit verify %s") and set it aside '
+            '("secmig audit recover")'
+            % (path, decision.code, decision.details.get('record'),
+               decision.reason, path))
 
 
 class _Entry:
@@ -74,8 +113,10 @@ class _Entry:
 class Journal:
     """Appends records to the journal at ``path``, signed by ``signer``.
 
-    ``signer`` is a :class:`~secmig.audit.signing.HostSigner`. ``fsync``
-    is ``batch`` (group commit, one fdatasync per batch of at most
+    ``signer`` is a :class:`~secmig.audit.signing.HostSigner`; the CA
+    bundle beside its certificate (:meth:`~.signing.HostSigner.trust`)
+    checks certificates that other processes introduced. ``fsync`` is
+    ``batch`` (group commit, one fdatasync per batch of at most
     ``max_batch`` records) or ``record`` (one record, one signature and
     one fdatasync at a time). ``window`` (seconds, batch policy only)
     lets a leader wait that long for more records before it writes.
@@ -91,10 +132,13 @@ class Journal:
         self.signer = signer
         self.fsync = fsync
         self._max_batch = 1 if fsync == 'record' else max(1, max_batch)
-        #: How a batch is forced to disk (benchmarks that only need a
-        #: journal's content may replace it).
+        #: How a batch and the head are forced to disk (benchmarks that
+        #: only need a journal's content may replace it).
         self.sync = os.fdatasync
         self._window = window if fsync == 'batch' else 0.0
+        self._anchor = chain_mod.Anchor(
+            trust=signer.trust, pinned={signer.fingerprint},
+            host=signer.common_name)
         self._reset()
 
     def _reset(self):
@@ -104,8 +148,14 @@ class Journal:
         self._leader = False
         self._fd = None
         self._lock_fd = None
-        self._end = -1  # journal size after this process's last batch
-        self._state = (0, lines.GENESIS, None)  # seq, head hash, signer
+        self._forget()
+
+    def _forget(self):
+        """Drop what this process verified (a journal it must re-read)."""
+        self._file = None  # (st_dev, st_ino) of the journal self._fd is
+        self._chain = None  # the state at the last verified checkpoint
+        self._end = -1  # the journal's size just after that checkpoint
+        self._last = None  # that checkpoint's line
 
     def append(self, kind, body):
         """Append one line; return its record number once durable."""
@@ -115,7 +165,9 @@ class Journal:
         """Append ``(kind, body)`` pairs in order; return their numbers.
 
         The pairs may be split over several batches (``max_batch``) but
-        keep their order.
+        keep their order. Raises ``SecmigError``: ``bad_audit_event``,
+        ``journal_write_failed``, ``journal_tampered``
+        (:class:`JournalTampered`) or ``stale_host_key``.
         """
         for kind, _body in items:
             if kind not in lines.RECORD_KINDS:
@@ -146,7 +198,9 @@ class Journal:
                     batch = self._pending[:self._max_batch]
                     del self._pending[:self._max_batch]
                 try:
-                    self._commit(batch)
+                    with self._locked():
+                        recovered = self._prepare()
+                        self._write_batch(batch, recovered)
                 except exception.SecmigError as e:
                     for entry in batch:
                         entry.error = e
@@ -168,126 +222,223 @@ class Journal:
                 self._leader = False
                 self._cond.notify_all()
 
-    def _open(self):
-        if self._fd is not None:
-            return
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o750, exist_ok=True)
-        created = not os.path.exists(self.path)
-        self._lock_fd = os.open(self.path + LOCK_SUFFIX,
-                                os.O_RDWR | os.O_CREAT, 0o600)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
-                           0o640)
-        if created:
-            fileio.fsync_dir(directory)
-
-    def _commit(self, batch):
-        self._open()
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold the journal's lock, with the journal at ``path`` open."""
+        if self._lock_fd is None:
+            os.makedirs(os.path.dirname(self.path), mode=0o750,
+                        exist_ok=True)
+            self._lock_fd = os.open(self.path + LOCK_SUFFIX,
+                                    os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            end = os.fstat(self._fd).st_size
-            recovered = None
-            if end != self._end:
-                end, recovered = self._load_tail(end)
-            self._write_batch(end, batch, recovered)
+            self._open()
+            yield
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _write_batch(self, end, batch, recovered):
-        seq, prev, signer_fp = self._state
-        first = seq + 1
-        out = []
-
-        def add(kind, body):
-            nonlocal seq, prev
-            seq += 1
-            line, prev = lines.encode(seq, prev, kind, body)
-            out.append(line)
-            return seq
-
-        if recovered is not None:
-            add('recovered', recovered)
-        if signer_fp != self.signer.fingerprint:
-            add('key', {'time': utcnow(), 'cert': self.signer.cert_pem,
-                        'fingerprint': self.signer.fingerprint,
-                        'subject': self.signer.subject})
-        seqs = [add(entry.kind, entry.body) for entry in batch]
-        checkpoint = {'first': first, 'last': seq, 'time': utcnow(),
-                      'signer': self.signer.fingerprint}
-        checkpoint['sig'] = self.signer.sign(
-            lines.signed_message(seq + 1, prev, checkpoint))
-        add('checkpoint', checkpoint)
-        data = b''.join(out)
+    def _open(self):
+        """Open the file at ``path``; start over if it is another file."""
         try:
-            _write_all(self._fd, data)
-            self.sync(self._fd)
-        except OSError:
-            self._end = -1
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, end)
-            raise
-        for entry, number in zip(batch, seqs):
-            entry.seq = number
-        self._end = end + len(data)
-        self._state = (seq, prev, self.signer.fingerprint)
-        self._write_head(out[-1])
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == self._file:
+            return
+        if st is None and self._chain is not None and self._chain.seq:
+            raise JournalTampered(self.path, chain_mod.Broken(
+                'truncated', 'the journal was removed while this process '
+                'was writing it (its last record was %d)' % self._chain.seq,
+                1).decision)
+        if self._fd is not None:
+            os.close(self._fd)
+        # A new journal, or one set aside by an operator: read it afresh.
+        self._forget()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                           0o640)
+        opened = os.fstat(self._fd)
+        self._file = (opened.st_dev, opened.st_ino)
+        if st is None:
+            fileio.fsync_dir(os.path.dirname(self.path))
 
-    def _write_head(self, line):
-        tmp = '%s%s.tmp-%d' % (self.path, HEAD_SUFFIX, os.getpid())
-        with open(tmp, 'wb') as f:
-            f.write(line)
-        os.replace(tmp, self.path + HEAD_SUFFIX)
+    # Before a batch: verify what others wrote -------------------------
 
-    def _load_tail(self, end):
-        """Read the chain head; set aside an unsigned crash tail.
+    def _prepare(self):
+        """Verify the journal since the last checkpoint this process saw.
 
-        Returns ``(end, recovered)``: the journal size to append at and
-        the body of a ``recovered`` record, or None.
+        Returns the body of a ``recovered`` record when a crash tail was
+        set aside, else None. Raises :class:`JournalTampered`.
         """
-        keep = 0
-        self._state = (0, lines.GENESIS, None)
-        previous_frame = None
-        for offset, raw in _lines_backwards(self._fd, end):
-            try:
-                frame = lines.Frame(raw)
-            except lines.LineError:
-                if offset + len(raw) != end:
-                    self._refuse(None, 'a line before its end is malformed')
-                continue  # the torn last line of a crashed batch
-            if not frame.hash_ok:
-                self._refuse(frame.seq, 'a line does not match its hash')
-            if previous_frame and previous_frame.prev != frame.h:
-                self._refuse(previous_frame.seq, 'the chain is broken')
-            previous_frame = frame
-            if frame.kind == 'checkpoint':
-                self._accept_checkpoint(frame)
-                keep = offset + len(raw)
-                break
-        if keep == end:
-            return end, None
-        return keep, self._set_aside(keep, end)
-
-    def _accept_checkpoint(self, frame):
+        end = os.fstat(self._fd).st_size
+        head = self._read_head()
+        if (self._chain is not None and end == self._end
+                and (head.raw if head else None) == self._last
+                and self._still_there()):
+            return None
         try:
-            body = frame.body()
+            return self._catch_up(end, head)
+        except chain_mod.Broken as broken:
+            raise JournalTampered(self.path, broken.decision) from None
+
+    def _still_there(self):
+        """True when the last checkpoint this process saw ends the file."""
+        if self._last is None:
+            return self._end == 0
+        size = len(self._last)
+        return (self._end >= size and os.pread(self._fd, size,
+                                               self._end - size)
+                == self._last)
+
+    def _read_head(self):
+        try:
+            return sidefiles.read_head(self.path)
+        except sidefiles.SideFileError as e:
+            raise JournalTampered(self.path, chain_mod.Broken(
+                'bad_head', str(e)).decision) from None
+
+    def _catch_up(self, end, head):
+        if self._chain is None:
+            offset, start, start_line = self._start(head, end)
+        elif end >= self._end and self._still_there():
+            offset, start, start_line = self._end, self._chain, self._last
+        else:
+            raise chain_mod.Broken(
+                'truncated' if end < self._end else 'edited',
+                'record %d, the last checkpoint this process verified, is '
+                'no longer where it was: the journal was cut or rewritten'
+                % self._chain.seq, self._chain.seq)
+        walk = _Walk(self._fd, offset, start, start_line, end, head)
+        chain = walk.chain
+        self._check_head(head, walk, start, offset)
+        cursor = self._read_cursor()
+        if cursor is not None and cursor.seq > chain.seq:
+            raise chain_mod.Broken(
+                'truncated', 'record %d was already delivered (the delivery '
+                'cursor says so) but the journal\'s last signed checkpoint '
+                'is record %d: records were removed'
+                % (cursor.seq, chain.seq), chain.seq + 1)
+        chain.finish()
+        self._adopt_signer(chain)
+        recovered = None
+        if walk.end < end:
+            recovered = self._set_aside(chain.seq, walk.end, end)
+        self._chain, self._end, self._last = chain, walk.end, walk.line
+        return recovered
+
+    def _start(self, head, end):
+        """Where a process that has not written yet starts verifying."""
+        if head is None:
+            if end:
+                raise chain_mod.Broken(
+                    'head_missing', 'the signed head %s%s is missing but the '
+                    'journal holds records: it may have been cut short'
+                    % (self.path, HEAD_SUFFIX))
+            return 0, chain_mod.Chain(self._anchor), None
+        try:
+            body = head.body()
         except lines.LineError as e:
-            self._refuse(frame.seq, 'its last checkpoint is damaged (%s)' % e)
-        if body.get('signer') == self.signer.fingerprint:
-            message = lines.signed_message(frame.seq, frame.prev, body)
-            if not signing.signature_valid(self.signer.cert, message,
-                                           body.get('sig', '')):
-                self._refuse(frame.seq, 'its last checkpoint does not '
-                             'carry this host\'s signature')
-        self._state = (frame.seq, frame.h, body.get('signer'))
+            raise chain_mod.Broken('bad_head', 'the signed head: %s' % e,
+                                   head.seq) from e
+        signer = self.signer
+        if body.get('signer') == signer.fingerprint and (
+                signing.signature_valid(
+                    signer.cert, lines.signed_message(head.seq, head.prev,
+                                                      body),
+                    body.get('sig'))):
+            offset = self._locate(head, end)
+            return offset, chain_mod.Chain.resumed(
+                self._anchor, head, chain_mod.Key(signer.fingerprint,
+                                                  signer.cert),
+                self._anchor.host), head.raw
+        # Signed by another key (the host's previous one): read it all.
+        return 0, chain_mod.Chain(self._anchor), None
 
-    def _refuse(self, seq, what):
-        where = ' (record %d)' % seq if seq else ''
-        raise exception.SecmigError(
-            'refusing to append to the audit journal %s: %s%s; run '
-            '"secmig audit verify %s"' % (self.path, what, where, self.path),
-            code='journal_tampered')
+    def _locate(self, head, end):
+        """The offset just after the head's line, searched from ``end``."""
+        last = None
+        for offset, raw in _lines_backwards(self._fd, end):
+            if raw == head.raw:
+                return offset + len(raw)
+            try:
+                seq = lines.Frame(raw).seq
+            except lines.LineError:
+                continue
+            last = seq if last is None else last
+            if seq <= head.seq:
+                break
+        if last is None or last < head.seq:
+            raise chain_mod.Broken(
+                'truncated', 'the journal ends at record %d but its signed '
+                'head is record %d: records were removed'
+                % (last or 0, head.seq), (last or 0) + 1)
+        raise chain_mod.Broken(
+            'head_mismatch', 'record %d differs from the signed head kept '
+            'beside the journal' % head.seq, head.seq)
 
-    def _set_aside(self, keep, end):
+    def _check_head(self, head, walk, start, offset):
+        chain = walk.chain
+        if head is None:
+            if chain.seq:
+                raise chain_mod.Broken(
+                    'head_missing', 'the signed head %s%s is missing: a '
+                    'truncated journal could not be told from a whole one'
+                    % (self.path, HEAD_SUFFIX), chain.seq)
+            return
+        if head.seq > chain.seq:
+            raise chain_mod.Broken(
+                'truncated', 'the journal\'s last signed checkpoint is '
+                'record %d but its signed head is record %d: records %d to '
+                '%d were removed' % (chain.seq, head.seq, chain.seq + 1,
+                                     head.seq), chain.seq + 1)
+        if head.seq == start.seq:
+            line = walk.start_line
+        elif head.seq > start.seq:
+            line = walk.head_line
+        else:
+            self._locate(head, offset)
+            return
+        if line != head.raw:
+            raise chain_mod.Broken(
+                'head_mismatch', 'record %d differs from the signed head '
+                'kept beside the journal' % head.seq, head.seq)
+
+    def _read_cursor(self):
+        try:
+            return sidefiles.read_cursor(self.path)
+        except sidefiles.SideFileError:
+            return None  # the deliverer and the verifier report it
+
+    def _adopt_signer(self, chain):
+        """Sign with the journal's key when that is this host's newer one."""
+        current = chain.signer
+        signer = self.signer
+        if current is None or current.fingerprint == signer.fingerprint:
+            return
+        replaced = any(k.fingerprint == signer.fingerprint
+                       for k in chain.keys)
+        if not replaced and (signer.cert.not_valid_before_utc
+                             >= current.cert.not_valid_before_utc):
+            return  # this process brings the host's newer key
+        try:
+            signer = signer.reloaded()
+        except exception.SecmigError as e:
+            signer = e
+        if getattr(signer, 'fingerprint', None) != current.fingerprint:
+            raise exception.SecmigError(
+                'refusing to append to the audit journal %s: it is signed '
+                'with certificate %s (%s), which replaced the certificate '
+                'this process signs with (%s), and the host\'s certificate '
+                'directory does not hold it%s; restart the process'
+                % (self.path, current.fingerprint, current.where(),
+                   self.signer.fingerprint,
+                   ' (%s)' % signer if isinstance(signer, Exception)
+                   else ''), code='stale_host_key')
+        LOG.info("audit journal %s: now signing with the host's renewed "
+                 "certificate %s", self.path, signer.fingerprint)
+        self.signer = signer
+        self._anchor.pinned.add(signer.fingerprint)
+
+    def _set_aside(self, after, keep, end):
         data = os.pread(self._fd, end - keep, keep)
         saved = '%s%s%d-%d' % (self.path, UNSIGNED_SUFFIX, time.time(),
                                os.getpid())
@@ -300,18 +451,160 @@ class Journal:
         LOG.warning("audit journal %s: %d bytes after record %d were not "
                     "covered by a signed checkpoint (a writer stopped "
                     "mid-batch); moved them to %s", self.path, len(data),
-                    self._state[0], saved)
+                    after, saved)
         return {'id': str(uuid.uuid4()), 'time': utcnow(),
-                'after_record': self._state[0], 'dropped_bytes': len(data),
+                'after_record': after, 'dropped_bytes': len(data),
                 'dropped_sha256': hashlib.sha256(data).hexdigest(),
                 'saved_as': os.path.basename(saved)}
+
+    # The batch --------------------------------------------------------
+
+    def _write_batch(self, batch, recovered):
+        chain = self._chain.copy()
+        seq, prev = chain.seq, chain.h
+        first = seq + 1
+        out = []
+
+        def add(kind, body):
+            nonlocal seq, prev
+            seq += 1
+            line, prev = lines.encode(seq, prev, kind, body)
+            out.append(line)
+            return seq
+
+        if chain.signer is None or (chain.signer.fingerprint
+                                    != self.signer.fingerprint):
+            add('key', {'time': utcnow(), 'cert': self.signer.cert_pem,
+                        'fingerprint': self.signer.fingerprint,
+                        'subject': self.signer.subject})
+        if recovered is not None:
+            add('recovered', recovered)
+        seqs = [add(entry.kind, entry.body) for entry in batch]
+        checkpoint = {'first': first, 'last': seq, 'time': utcnow(),
+                      'signer': self.signer.fingerprint}
+        checkpoint['sig'] = self.signer.sign(
+            lines.signed_message(seq + 1, prev, checkpoint))
+        add('checkpoint', checkpoint)
+        for line in out:
+            chain.feed(lines.Frame(line), own=True)
+        data = b''.join(out)
+        try:
+            _write_all(self._fd, data)
+            self.sync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._end)
+            self._forget()
+            raise
+        for entry, number in zip(batch, seqs):
+            entry.seq = number
+        self._chain, self._last = chain, out[-1]
+        self._end += len(data)
+        self._write_head(out[-1])
+        return seqs
+
+    def _write_head(self, line):
+        head = self.path + HEAD_SUFFIX
+        tmp = '%s.tmp-%d' % (head, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            _write_all(fd, line)
+            self.sync(fd)
+        finally:
+            os.close(fd)
+        created = not os.path.exists(head)
+        os.replace(tmp, head)
+        if created:
+            fileio.fsync_dir(os.path.dirname(self.path))
+
+    # The operator's recovery ------------------------------------------
+
+    def start_over(self, reason):
+        """Set the journal aside and begin a new one; return its record.
+
+        For an operator who has examined a journal the writer refuses
+        (``secmig audit recover``). Under the journal's lock the journal,
+        its head and its cursor are renamed to
+        ``<journal>.set-aside-<UTC time>`` (plus ``.head``, ``.cursor``,
+        so that ``secmig audit verify`` still reads them together), and a
+        new journal begins with a ``recovered`` record signed with the
+        host key: the name, size and SHA-256 of the journal set aside,
+        its last delivered record, and ``reason``. Nothing is deleted.
+        Returns ``(path set aside, record number)``.
+        """
+        with self._locked():
+            aside = '%s%s%s' % (self.path, SET_ASIDE_SUFFIX,
+                                time.strftime('%Y%m%dT%H%M%SZ',
+                                              time.gmtime()))
+            if os.path.exists(aside):
+                aside += '-%d' % os.getpid()
+            size, digest = _digest(self._fd)
+            cursor = self._read_cursor()
+            for suffix in ('', HEAD_SUFFIX, CURSOR_SUFFIX):
+                if os.path.exists(self.path + suffix):
+                    os.rename(self.path + suffix, aside + suffix)
+            fileio.fsync_dir(os.path.dirname(self.path))
+            self._forget()
+            self._open()  # the new, empty journal
+            self._chain, self._end = chain_mod.Chain(self._anchor), 0
+            body = {'id': str(uuid.uuid4()), 'time': utcnow(),
+                    'after_record': 0, 'dropped_bytes': size,
+                    'dropped_sha256': digest,
+                    'saved_as': os.path.basename(aside),
+                    'delivered_through': cursor.seq if cursor else 0,
+                    'reason': reason}
+            seq = self._write_batch([], body)
+        return aside, seq
 
     def close(self):
         for fd in (self._fd, self._lock_fd):
             if fd is not None and os.getpid() == self._pid:
                 os.close(fd)
         self._fd = self._lock_fd = None
-        self._end = -1
+        self._forget()
+
+
+class _Walk:
+    """Verify the lines from ``offset`` to ``end`` after state ``start``.
+
+    ``chain``, ``end`` and ``line`` are the state, offset and line of the
+    last checkpoint verified (``start`` if there is none); what follows
+    it is a crash tail. ``head_line`` is the line with the head's number.
+    Raises :class:`~secmig.audit.chain.Broken`.
+    """
+
+    def __init__(self, fd, offset, start, start_line, end, head):
+        self.start_line = start_line
+        self.chain, self.end, self.line = start, offset, start_line
+        self.head_line = None
+        work = start.copy()
+        pos = offset
+        for raw in _lines_forward(fd, offset, end):
+            if not raw.endswith(b'\n'):
+                break  # a last line cut short: part of a crash tail
+            try:
+                frame = lines.Frame(raw)
+            except lines.LineError as e:
+                raise chain_mod.Broken(
+                    'malformed', 'line %d is not a journal record: %s'
+                    % (work.seq + 1, e), work.seq + 1) from e
+            work.feed(frame)
+            pos += len(raw)
+            if head is not None and frame.seq == head.seq:
+                self.head_line = raw
+            if frame.kind == 'checkpoint':
+                self.chain, self.end, self.line = work.copy(), pos, raw
+
+
+def _digest(fd):
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        block = os.pread(fd, 1 << 20, size)
+        if not block:
+            return size, digest.hexdigest()
+        digest.update(block)
+        size += len(block)
 
 
 def _write_all(fd, data):
@@ -319,6 +612,22 @@ def _write_all(fd, data):
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _lines_forward(fd, start, end, block=65536):
+    """Yield the lines from ``start`` to ``end``, the last maybe unended."""
+    pos, rest = start, b''
+    while pos < end:
+        data = os.pread(fd, min(block, end - pos), pos)
+        if not data:
+            break
+        pos += len(data)
+        parts = (rest + data).split(b'\n')
+        rest = parts.pop()
+        for part in parts:
+            yield part + b'\n'
+    if rest:
+        yield rest
 
 
 def _lines_backwards(fd, end, block=65536):

@@ -188,7 +188,7 @@ class TestJournal(AuditTestCase):
             self.record(trail.AuditTrail(j))
         self.assertEqual(['key', 'event', 'checkpoint', 'key', 'event',
                           'checkpoint'], [f.kind for f in self.frames()])
-        verdict = self.verdict(all_signatures=True)
+        verdict = self.verdict()
         self.assertTrue(verdict, verdict)
 
     def test_unwritable_journal_fails_every_waiting_caller(self):
