@@ -11,7 +11,10 @@ ratios against ECDSA P-256. CA and hosts use the same key type.
 Ed25519 hosts are enrolled with an ECDSA P-256 CA (path validation does
 not accept Ed25519 CA keys). The script also times the handshake's own
 signatures alone (three signs and three verifications, no certificate
-checks) for every type.
+checks) for every type, and, with P-256 hosts, the handshake answered
+through the source's ``AnsweringHost`` while the handshakes of other
+destinations wait for the same instance (its auth3 is checked against
+each of them).
 
 Usage: tools/bench/handshake.py [--count N] [--key-types T,T,...]
 """
@@ -24,6 +27,7 @@ import tempfile
 import time
 
 
+from secmig.auth import answering
 from secmig.auth import binding as binding_mod
 from secmig.auth import credentials
 from secmig.auth import handshake
@@ -55,13 +59,16 @@ def enroll(ca, base, host, key_type):
     return credentials.load(cert_dir, host)
 
 
-def setup(base, key_type):
-    """(source creds, destination creds, trust) for one key type."""
+def setup(base, key_type, others=0):
+    """(source creds, destination creds, trust, other destinations)."""
     ca_type = keys.DEFAULT_KEY_TYPE if key_type == ED25519 else key_type
     ca = ca_mod.CertificateAuthority.create(os.path.join(base, 'ca'),
                                             'bench CA', key_type=ca_type)
     src, dst = (enroll(ca, base, h, key_type) for h in ('src', 'dst'))
-    return src, dst, credentials.load_trust(os.path.join(base, 'src'))
+    extra = [enroll(ca, base, 'other%d' % i, key_type)
+             for i in range(others)]
+    return (src, dst, credentials.load_trust(os.path.join(base, 'src')),
+            extra)
 
 
 def one_handshake(src, dst, trust, conf, cache):
@@ -74,6 +81,44 @@ def one_handshake(src, dst, trust, conf, cache):
     if msg3 is None:
         return decision
     return responder.confirm(msg3)
+
+
+def answered_handshake(source, src, dst, trust, conf, migration):
+    """dst's handshake with ``source``; returns src's final decision."""
+    binding = binding_mod.Binding(migration, BINDING.instance_uuid,
+                                  'src', dst.host, BINDING.policy_digest)
+    initiator = handshake.Initiator(dst, trust, binding, conf)
+    msg2, decision = source.hello(src, trust, migration,
+                                  BINDING.instance_uuid,
+                                  BINDING.policy_digest, initiator.start())
+    if msg2 is None:
+        return decision
+    msg3, decision = initiator.finish(msg2)
+    if msg3 is None:
+        return decision
+    return source.confirm(BINDING.instance_uuid, msg3)
+
+
+def time_answered(src, dst, trust, conf, others, count):
+    """Percentiles of dst's answered handshake, ``others`` waiting."""
+    samples = []
+    for i in range(count):
+        source = answering.AnsweringHost('src', conf)
+        for other in others:
+            binding = binding_mod.Binding(
+                'bench-%d' % i, BINDING.instance_uuid, 'src', other.host,
+                BINDING.policy_digest)
+            source.hello(src, trust, binding.migration_id,
+                         BINDING.instance_uuid, BINDING.policy_digest,
+                         handshake.Initiator(other, trust, binding,
+                                             conf).start())
+        start = time.perf_counter()
+        decision = answered_handshake(source, src, dst, trust, conf,
+                                      'bench-%d' % i)
+        samples.append(time.perf_counter() - start)
+        if not decision:
+            raise RuntimeError('no handshake completes: %s' % decision)
+    return percentiles(samples)
 
 
 def percentiles(samples):
@@ -106,10 +151,10 @@ def time_signatures(src, dst, count):
     return percentiles(samples)
 
 
-def table(title, rows, base):
+def table(title, rows, base, first='key type', against='P-256'):
     print(title)
     print('  %-10s %10s %10s %10s %10s'
-          % ('key type', 'p50 ms', 'p99 ms', 'p50/P-256', 'p99/P-256'))
+          % (first, 'p50 ms', 'p99 ms', 'p50/' + against, 'p99/' + against))
     for key_type, figures in rows:
         if figures is None:
             print('  %-10s %10s' % (key_type, 'n/a'))
@@ -124,13 +169,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--count', type=int, default=1000)
     parser.add_argument('--key-types', default='ec-p256,ed25519,rsa-3072')
+    parser.add_argument('--waiting', type=int, default=8,
+                        help='other destinations waiting at the source')
     args = parser.parse_args(argv)
     types = args.key_types.split(',')
     conf = secmig_conf.new_conf()
     full, sig_only, notes = [], [], []
     with tempfile.TemporaryDirectory() as base:
+        src, dst, trust, others = setup(os.path.join(base, 'answering'),
+                                        'ec-p256', args.waiting)
+        answered = [('%d' % n, time_answered(
+            src, dst, trust, conf, others[:n], args.count))
+            for n in sorted({0, args.waiting})]
         for key_type in types:
-            src, dst, trust = setup(os.path.join(base, key_type), key_type)
+            src, dst, trust, _ = setup(os.path.join(base, key_type),
+                                       key_type)
             decision, figures = time_handshakes(src, dst, trust, conf,
                                                 args.count)
             if figures is None:
@@ -148,6 +201,9 @@ def main(argv=None):
           'verification included)', full, base_full)
     table('handshake signatures only (3 signs + 3 verifications)',
           sig_only, base_sig)
+    table('ec-p256 handshake answered by the source\'s AnsweringHost, '
+          'other destinations waiting for the instance', answered,
+          answered[0][1], first='others', against='none')
     for note in notes:
         print('note: ' + note)
     return 0
