@@ -58,7 +58,7 @@ class AnsweringHost:
         self._max_bytes = conf.auth.max_message_bytes
         self._max_waiting = conf.auth.max_pending_handshakes
         self._ttl = conf.auth.handshake_timeout
-        self.replay = replay.ReplayCache.from_conf(conf)
+        self._replay = replay.ReplayCache.from_conf(conf)
         #: (instance uuid, destination) -> (stored at, Responder)
         self._waiting = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -84,8 +84,9 @@ class AnsweringHost:
             knows it; otherwise the destination is the host ``auth1``
             names, which its certificate and signature must prove
 
-        Never raises. An allowed decision (``awaiting_confirmation``)
-        means the handshake now waits for :meth:`confirm`.
+        Never raises for anything in ``auth1``. An allowed decision
+        (``awaiting_confirmation``) means the handshake now waits for
+        :meth:`confirm`.
         """
         claimed = self._claimed_destination(auth1)
         peer = dest_host or claimed
@@ -108,7 +109,7 @@ class AnsweringHost:
                 e.code, str(e), role='responder', migration_id=migration_id,
                 peer_host=peer, signed_by_peer=False, stage='auth1')
         responder = handshake.Responder(creds, trust, self._conf,
-                                        self.replay, self._clock)
+                                        self._replay, self._clock)
         auth2, decision = responder.respond(auth1, expected)
         if auth2 is None:
             return None, decision
