@@ -1,12 +1,14 @@
-"""A bounded table of handshakes in progress on a responding host.
+"""A bounded table of what a host keeps between two calls.
 
-The responder receives ``auth1`` and ``auth3`` in different RPC calls;
-between them its :class:`~secmig.auth.handshake.Responder` waits here,
-under a key the adapter chooses (for example the migration id). The
-table is bounded in size and age: when it is full the oldest handshake
-is dropped, and a handshake older than the timeout is dropped when
-looked up. A dropped handshake cannot complete, so the migration is
-refused (fail closed); nothing is ever accepted because of a drop.
+For example a guard's authenticated and authorised migrations, keyed by
+instance. The table is bounded in size and age: when it is full the
+oldest entry is dropped, and an entry older than the ttl is dropped when
+looked up. A dropped entry means the migration is refused (fail
+closed); nothing is ever accepted because of a drop.
+
+Handshakes waiting for confirmation are not kept here but in
+:class:`~secmig.auth.answering.AnsweringHost`, which keys them by
+instance *and* proven peer, so that a third host cannot displace them.
 """
 
 import collections
