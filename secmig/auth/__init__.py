@@ -11,7 +11,9 @@ strings that an adapter carries over any channel, trusted or not.
 - :mod:`secmig.auth.transcript` and :mod:`secmig.auth.signing`: what is
   signed and how.
 - :mod:`secmig.auth.handshake`: the initiator and responder.
-- :mod:`secmig.auth.replay` and :mod:`secmig.auth.sessions`: the bounded
-  state a responding host keeps.
+- :mod:`secmig.auth.answering`: the source's side, the handshakes it
+  keeps waiting per instance and destination.
+- :mod:`secmig.auth.replay` and :mod:`secmig.auth.sessions`: bounded
+  state a host keeps.
 - :mod:`secmig.auth.credentials`: a host's certificate and key.
 """
