@@ -82,7 +82,9 @@ def _parsed(path, what, load, touch):
 
     cryptography parses names, extensions, keys and revocation entries
     when first read; reading them here makes a corrupt one fail at load,
-    as ``PKIError``, and never later in a check.
+    as ``PKIError``, and never later in a check. Besides ``ValueError``,
+    cryptography raises ``TypeError`` (a name attribute of the wrong
+    string type), ``InvalidVersion`` and ``UnsupportedAlgorithm``.
     """
     try:
         loaded = load()
@@ -91,7 +93,7 @@ def _parsed(path, what, load, touch):
         raise exception.PKIError(
             '%s holds a %s with an algorithm secmig cannot use: %s'
             % (path, what, e), code='unsupported_key') from e
-    except ValueError as e:
+    except (ValueError, TypeError, x509.InvalidVersion) as e:
         raise exception.PKIError(
             '%s holds a corrupt %s: %s' % (path, what, e),
             code='malformed_pem') from e

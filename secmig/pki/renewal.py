@@ -113,7 +113,7 @@ def check(request):
 
     :raises PKIError: ``renewal_unproven``
     """
-    if request.signature is None:
+    if request.signature is None or request.cert is None:
         raise exception.PKIError(
             'a certificate request alone does not prove that the requester '
             'holds the key of the certificate to renew; make the request on '

@@ -278,6 +278,11 @@ def verify_certificate(cert, trust, host=None, purpose='both', now=None,
                        margin=3600, min_rsa_bits=2048, require_crl=True):
     """Decide whether ``cert`` is a valid host certificate.
 
+    Never raises for a certificate parsed by :mod:`secmig.pki.keys` (or
+    as thoroughly: names, extensions and key read once) and a trust
+    store whose CRLs it parsed: whatever the certificate holds and
+    whatever ``host`` claims, the answer is a decision.
+
     :param cert: a ``cryptography`` certificate
     :param trust: a :class:`TrustStore`
     :param host: when given, a DNS name or IP address the certificate's
