@@ -167,20 +167,15 @@ class Chain:
     def feed(self, frame, own=False):
         """Check ``frame`` (the next line) and take it into the state.
 
-        ``own``: a line the caller itself just wrote and signed; its
-        certificate and signature are not checked again.
+        A caller that can read the lines after ``frame`` calls
+        :func:`misplaced` first when the number is not the next one, to
+        name the tampering precisely. ``own``: a line the caller itself
+        just wrote and signed; its certificate and signature are not
+        checked again.
         """
         expected = self.seq + 1
         if frame.seq != expected:
-            if frame.seq < expected:
-                raise Broken('inserted', 'record number %d appears again '
-                             'after record %d: a record was inserted or '
-                             'duplicated' % (frame.seq, self.seq),
-                             frame.seq, line=expected)
-            raise Broken('deleted', 'records %d to %d are missing: the '
-                         'journal jumps from record %d to record %d'
-                         % (expected, frame.seq - 1, self.seq, frame.seq),
-                         expected)
+            misplaced(frame, expected, ())
         if not frame.hash_ok:
             raise Broken('edited', 'record %d was changed after it was '
                          'written: its content does not match its hash'
@@ -335,6 +330,37 @@ class Chain:
         self.committed = frame.seq
         self.unsigned_from = None
         self.checkpoints += 1
+
+
+def misplaced(frame, expected, later):
+    """Raise what put record ``frame.seq`` where ``expected`` belongs.
+
+    ``later`` holds the record numbers of the lines after ``frame``.
+    """
+    if frame.seq < expected:
+        raise Broken('inserted', 'record number %d appears a second time, '
+                     'at line %d: a record was inserted or duplicated'
+                     % (frame.seq, expected), frame.seq, line=expected)
+    if expected in later and frame.seq not in later:
+        raise Broken('reordered', 'record %d appears after record %d: '
+                     'records were reordered' % (expected, frame.seq),
+                     expected, line=expected)
+    if frame.seq in later:
+        raise Broken('inserted', 'line %d carries record number %d, which '
+                     'appears again later: a record was inserted'
+                     % (expected, frame.seq), expected, line=expected)
+    raise Broken('deleted', 'records %d to %d are missing: the journal '
+                 'jumps from record %d to record %d'
+                 % (expected, frame.seq - 1, expected - 1, frame.seq),
+                 expected)
+
+
+def seq_of(raw):
+    """The record number of line ``raw``, or None when it has none."""
+    try:
+        return lines.Frame(raw).seq
+    except lines.LineError:
+        return None
 
 
 def _body(frame):

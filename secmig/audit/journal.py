@@ -271,11 +271,12 @@ class Journal:
         """
         end = os.fstat(self._fd).st_size
         head = self._read_head()
-        if (self._chain is not None and end == self._end
-                and (head.raw if head else None) == self._last
-                and self._still_there()):
-            return None
         try:
+            if (self._chain is not None and end == self._end
+                    and (head.raw if head else None) == self._last
+                    and self._still_there()):
+                self._check_cursor(self._chain)
+                return None
             return self._catch_up(end, head)
         except chain_mod.Broken as broken:
             raise JournalTampered(self.path, broken.decision) from None
@@ -310,13 +311,7 @@ class Journal:
         walk = _Walk(self._fd, offset, start, start_line, end, head)
         chain = walk.chain
         self._check_head(head, walk, start, offset)
-        cursor = self._read_cursor()
-        if cursor is not None and cursor.seq > chain.seq:
-            raise chain_mod.Broken(
-                'truncated', 'record %d was already delivered (the delivery '
-                'cursor says so) but the journal\'s last signed checkpoint '
-                'is record %d: records were removed'
-                % (cursor.seq, chain.seq), chain.seq + 1)
+        self._check_cursor(chain)
         chain.finish()
         self._adopt_signer(chain)
         recovered = None
@@ -401,6 +396,15 @@ class Journal:
             raise chain_mod.Broken(
                 'head_mismatch', 'record %d differs from the signed head '
                 'kept beside the journal' % head.seq, head.seq)
+
+    def _check_cursor(self, chain):
+        cursor = self._read_cursor()
+        if cursor is not None and cursor.seq > chain.seq:
+            raise chain_mod.Broken(
+                'truncated', 'record %d was already delivered (the delivery '
+                'cursor says so) but the journal\'s last signed checkpoint '
+                'is record %d: records were removed'
+                % (cursor.seq, chain.seq), chain.seq + 1)
 
     def _read_cursor(self):
         try:
@@ -579,7 +583,8 @@ class _Walk:
         self.head_line = None
         work = start.copy()
         pos = offset
-        for raw in _lines_forward(fd, offset, end):
+        found = _lines_forward(fd, offset, end)
+        for raw in found:
             if not raw.endswith(b'\n'):
                 break  # a last line cut short: part of a crash tail
             try:
@@ -588,6 +593,10 @@ class _Walk:
                 raise chain_mod.Broken(
                     'malformed', 'line %d is not a journal record: %s'
                     % (work.seq + 1, e), work.seq + 1) from e
+            if frame.seq != work.seq + 1:
+                chain_mod.misplaced(frame, work.seq + 1, {
+                    seq for seq in map(chain_mod.seq_of, found)
+                    if seq is not None})
             work.feed(frame)
             pos += len(raw)
             if head is not None and frame.seq == head.seq:

@@ -136,37 +136,9 @@ def _read_all(scan, f):
 
 
 def _misplaced(f, frame, expected):
-    """Name what put record ``frame.seq`` where ``expected`` belongs."""
-    if frame.seq < expected:
-        raise chain_mod.Broken(
-            'inserted', 'record number %d appears a second time, at line '
-            '%d: a record was inserted or duplicated'
-            % (frame.seq, expected), frame.seq, line=expected)
-    later = set()
-    for raw in f:
-        with_number = _seq_of(raw)
-        if with_number is not None:
-            later.add(with_number)
-    if expected in later and frame.seq not in later:
-        raise chain_mod.Broken(
-            'reordered', 'record %d appears after record %d: records were '
-            'reordered' % (expected, frame.seq), expected, line=expected)
-    if frame.seq in later:
-        raise chain_mod.Broken(
-            'inserted', 'line %d carries record number %d, which appears '
-            'again later: a record was inserted' % (expected, frame.seq),
-            expected, line=expected)
-    raise chain_mod.Broken(
-        'deleted', 'records %d to %d are missing: the journal jumps from '
-        'record %d to record %d'
-        % (expected, frame.seq - 1, expected - 1, frame.seq), expected)
-
-
-def _seq_of(raw):
-    try:
-        return lines.Frame(raw).seq
-    except lines.LineError:
-        return None
+    later = () if frame.seq < expected else {
+        seq for seq in map(chain_mod.seq_of, f) if seq is not None}
+    chain_mod.misplaced(frame, expected, later)
 
 
 def _check_end(scan, path):
