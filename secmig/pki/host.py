@@ -287,8 +287,10 @@ def install(cert_dir, cert_pem, ca_pem, crl_pem=None, now=None,
             for name, data, mode in libvirt:
                 written.append(_write(os.path.join(libvirt_pki_dir, name),
                                       data, mode, uid, gid))
-        if _next_key_pem(cert_dir, cert) is not None:
-            os.unlink(os.path.join(cert_dir, NEXT_KEY))
+        next_path = os.path.join(cert_dir, NEXT_KEY)
+        if (os.path.exists(next_path) and key_pems[SERVER_KEY]
+                == fileio.read_bytes(next_path, 'next host key')):
+            os.unlink(next_path)
             fileio.fsync_dir(cert_dir)
     return Installation(verdict, tuple(written))
 

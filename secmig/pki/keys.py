@@ -100,13 +100,9 @@ def _parsed(path, what, load, touch):
     return loaded
 
 
-def _touch_certificate(cert):
-    cert.subject, cert.issuer, cert.extensions, cert.public_key()
-
-
 def pem_block(label, der):
     """``der`` as one PEM block labelled ``label``."""
-    body = base64.encodebytes(der).replace(b'\n', b'')
+    body = base64.b64encode(der)
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     return b'\n'.join([b'-----BEGIN %s-----' % label.encode('ascii')]
                       + lines
@@ -168,7 +164,7 @@ def load_certificates(data, path='<certificate>'):
 
     def touch(certs):
         for cert in certs:
-            _touch_certificate(cert)
+            cert.subject, cert.issuer, cert.extensions, cert.public_key()
     return _parsed(path, 'certificate',
                    lambda: x509.load_pem_x509_certificates(data), touch)
 

@@ -76,7 +76,8 @@ class TrustStore:
         """The trust store of a CA bundle file and a CRL file.
 
         :raises PKIError: ``unreadable_file``, ``malformed_pem``,
-            ``truncated_pem`` (a file), ``bad_ca_bundle`` (see above)
+            ``truncated_pem``, ``unsupported_key`` (a file, see
+            :mod:`secmig.pki.keys`), ``bad_ca_bundle`` (see above)
         """
         cas = keys.load_certificates(
             fileio.read_bytes(ca_path, 'CA bundle'), ca_path)

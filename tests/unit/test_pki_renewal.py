@@ -160,6 +160,20 @@ class RenewalTest(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(
             self.node.cert_dir, host_mod.NEXT_KEY)))
 
+    def test_an_install_cut_short_is_finished_by_the_next(self):
+        new_pem = self.ca.renew(self.request())
+        next_path = os.path.join(self.node.cert_dir, host_mod.NEXT_KEY)
+        # Cut after the server key was replaced, before the client key.
+        with open(os.path.join(self.node.cert_dir, host_mod.SERVER_KEY),
+                  'wb') as f:
+            f.write(_read(next_path))
+        self.install(new_pem)
+        new = keys.load_certificate(new_pem)
+        for name in (host_mod.SERVER_KEY, host_mod.CLIENT_KEY):
+            self.assertTrue(verify.verify_key_pair(new, keys.load_private_key(
+                _read(os.path.join(self.node.cert_dir, name)))))
+        self.assertFalse(os.path.exists(next_path))
+
     def test_keep_old_leaves_the_old_certificate_valid(self):
         self.ca.renew(self.request(), revoke_old=False)
         decision = verify.verify_certificate(self.node.cert,
@@ -181,6 +195,13 @@ class RenewalTest(unittest.TestCase):
         with self.assertRaises(exception.PKIError) as ctx:
             self.install(other.cert_pem)
         self.assertEqual('key_mismatch', ctx.exception.code)
+
+    def test_a_corrupt_next_key_does_not_stop_the_current_install(self):
+        next_path = os.path.join(self.node.cert_dir, host_mod.NEXT_KEY)
+        with open(next_path, 'wb') as f:
+            f.write(b'garbage')
+        self.install(self.node.cert_pem)
+        self.assertTrue(os.path.exists(next_path))
 
     def test_the_request_needs_the_current_key(self):
         os.unlink(os.path.join(self.node.cert_dir, host_mod.SERVER_KEY))
