@@ -80,6 +80,33 @@ class Attacker:
             'sig': sig}, after=out[-1]))
         return out
 
+    def forge_signed(self, signer, key_time=None, events=1, after=None):
+        """Events and a checkpoint signed with ``signer`` (a HostSigner).
+
+        For a party holding some key (another host's, or an old one of
+        this host): ``key_time`` also puts a key record dated so before
+        them. Not written.
+        """
+        from secmig.audit import lines
+
+        out = [after] if after else []
+        if key_time is not None:
+            out.append(self.forge('key', {
+                'time': key_time, 'cert': signer.cert_pem,
+                'fingerprint': signer.fingerprint,
+                'subject': signer.subject}, after=out[-1] if out else None))
+        for n in range(events):
+            out.append(self.forge('event', {'id': 'forged-%d' % n},
+                                  after=out[-1] if out else None))
+        last = lines.Frame(out[-1])
+        body = {'first': _seq(out[1 if after else 0]), 'last': last.seq,
+                'time': key_time or '2020-01-01T00:00:00+00:00',
+                'signer': signer.fingerprint}
+        body['sig'] = signer.sign(lines.signed_message(last.seq + 1, last.h,
+                                                       body))
+        out.append(self.forge('checkpoint', body, after=out[-1]))
+        return out[1:] if after else out
+
     def read(self, suffix):
         with open(self.path + suffix, 'rb') as f:
             return f.read()

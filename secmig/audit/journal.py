@@ -74,8 +74,13 @@ UNSIGNED_SUFFIX = '.unsigned-'
 SET_ASIDE_SUFFIX = '.set-aside-'
 
 
+def clock():
+    """The writer's time: its records' dates, and when it checks keys."""
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    return clock().isoformat()
 
 
 class JournalTampered(exception.SecmigError):
@@ -298,6 +303,9 @@ class Journal:
                 'bad_head', str(e)).decision) from None
 
     def _catch_up(self, end, head):
+        # A key this writer takes over from must be valid at the date its
+        # own key record will carry.
+        self._anchor.now = clock()
         if self._chain is None:
             offset, start, start_line = self._start(head, end)
         elif end >= self._end and self._still_there():
