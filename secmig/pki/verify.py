@@ -136,12 +136,26 @@ def _relative(name):
     return name[:-1] if name.endswith('.') else name
 
 
-def _matches_host(names, host):
+def _address(text):
     try:
-        host = str(ipaddress.ip_address(host))
+        return ipaddress.ip_address(text)
     except ValueError:
-        host = _relative(host.lower())
-    return any(host == _relative(n.lower()) for n in names)
+        return None
+
+
+def _matches_host(names, host):
+    """True when ``host`` is one of ``names``, as path validation has it.
+
+    An address matches an address only; a DNS name matches a DNS name
+    only, whatever the case, with at most one trailing dot on either
+    (``127.0.0.1.`` is a DNS name, no address).
+    """
+    address = _address(host)
+    if address is not None:
+        return any(address == _address(n) for n in names)
+    host = _relative(host.lower())
+    return any(_address(n) is None and host == _relative(n.lower())
+               for n in names)
 
 
 def names_host(cert, host):

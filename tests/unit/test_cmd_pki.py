@@ -83,6 +83,20 @@ class EnrollmentCommandsTest(CommandsTestCase):
         self.assertEqual(1, status)
         self.assertIn('invalid (revoked)', err)
 
+    def test_verify_any_claimed_host_name_is_a_verdict(self):
+        self.ok('pki', 'ca-create', '--ca-dir', self.ca, '--name', 'Cloud')
+        cert_dir, _, _ = self.enroll()
+        status, out, err = self.verify(cert_dir, '--host', 'cmp1.')
+        self.assertEqual(0, status, err)
+        for host in ('cmp_1', 'cmp1..', '*.cmp1', 'cmp\u00f1', '-cmp1',
+                     'cmp1 ', '127.0.0.1.'):
+            with self.subTest(host=host):
+                status, out, err = self.verify(cert_dir, '--host=' + host)
+                self.assertEqual(1, status)
+                self.assertEqual('', out)
+                self.assertTrue(err.startswith('invalid (wrong_host)'), err)
+                self.assertEqual(1, err.count('\n'), err)
+
     def test_verify_json(self):
         self.ok('pki', 'ca-create', '--ca-dir', self.ca, '--name', 'Cloud')
         cert_dir, _, _ = self.enroll(clearance='5')

@@ -110,6 +110,14 @@ class VerifyMatrixTest(unittest.TestCase):
                                              host='node1.')
         self.assertTrue(decision.allowed, decision)
 
+    def test_an_address_written_as_a_dns_name_is_no_address(self):
+        # The certificate holds the address 127.0.0.1, no such DNS name.
+        reason = self.check(self.good.cert, 'wrong_host',
+                            host='127.0.0.1.').reason
+        self.assertIn('not for 127.0.0.1.', reason)
+        self.assertFalse(verify.name_in('127.0.0.1.', ['127.0.0.1']))
+        self.assertTrue(verify.name_in('::1', ['0:0::1']))
+
     def test_malformed_names_are_refused_not_raised(self):
         for host in ('node1..', '.node1', 'node1 ', 'a' * 64 + '.node1'):
             self.check(self.good.cert, 'wrong_host', host=host)
