@@ -513,7 +513,6 @@ class Journal:
         self._chain, self._last = chain, out[-1]
         self._end += len(data)
         self._write_head(out[-1])
-        return seqs
 
     def _write_head(self, line):
         head = self.path + HEAD_SUFFIX
@@ -565,8 +564,8 @@ class Journal:
                     'saved_as': os.path.basename(aside),
                     'delivered_through': cursor.seq if cursor else 0,
                     'reason': reason}
-            seq = self._write_batch([], body)
-        return aside, seq
+            self._write_batch([], body)
+        return aside, self._chain.seq - 1  # the record before its checkpoint
 
     def close(self):
         for fd in (self._fd, self._lock_fd):
