@@ -58,13 +58,14 @@ class CliPKI:
         cert_dir = os.path.join(self.base_dir, name)
         csr = os.path.join(self.base_dir, name + '.csr')
         cert = os.path.join(self.base_dir, name + '.pem')
-        token = self._run('token-create', '--ca-dir', self.ca_dir,
-                          '--host', name, '--address', address,
-                          '--clearance', str(clearance)).strip()
+        token = os.path.join(self.base_dir, name + '.token')
+        self._run('token-create', '--ca-dir', self.ca_dir, '--host', name,
+                  '--address', address, '--clearance', str(clearance),
+                  '--out', token)
         self._run('host-key', '--host', name, '--cert-dir', cert_dir,
                   '--address', address, '--out', csr)
         self._run('sign', '--ca-dir', self.ca_dir, '--csr', csr,
-                  '--token', token, '--out', cert)
+                  '--token-file', token, '--out', cert)
         self._run('install', '--cert', cert, '--ca', self.ca_cert_path,
                   '--crl', self.crl_path, '--cert-dir', cert_dir)
         self.hosts[name] = clearance

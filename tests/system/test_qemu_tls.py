@@ -86,13 +86,12 @@ def enroll(base_dir, ca_dir, host, addresses=('127.0.0.1',)):
     csr = os.path.join(base_dir, host + '.csr')
     cert = os.path.join(base_dir, host + '.pem')
     address_args = [arg for a in addresses for arg in ('--address', a)]
-    token = pki('token-create', '--ca-dir', ca_dir, '--host', host,
-                *address_args)
+    token = os.path.join(base_dir, host + '.token')
+    pki('token-create', '--ca-dir', ca_dir, '--host', host, '--out', token,
+        *address_args)
     pki('host-key', '--host', host, '--cert-dir', cert_dir,
         '--out', csr, *address_args)
-    # "--token=": a urlsafe token can start with "-", which argparse
-    # would take for an option in "--token TOKEN".
-    pki('sign', '--ca-dir', ca_dir, '--csr', csr, '--token=' + token,
+    pki('sign', '--ca-dir', ca_dir, '--csr', csr, '--token-file', token,
         '--out', cert)
     install(ca_dir, cert, cert_dir)
     return cert_dir

@@ -256,18 +256,19 @@ def secmig_cmd(*args):
 
 def enroll(host, ca_dir):
     """Enroll ``host`` the way doc/nova.rst tells an operator to."""
-    token = subprocess.run(
-        secmig_cmd('pki', 'token-create', '--ca-dir', ca_dir, '--host',
-                   host.name, '--address', host.address, '--clearance',
-                   '1'),
-        check=True, capture_output=True, text=True).stdout.strip()
+    token_path = os.path.join(STATE, 'ca', '%s.token' % host.name)
+    procs.run(secmig_cmd('pki', 'token-create', '--ca-dir', ca_dir,
+                         '--host', host.name, '--address', host.address,
+                         '--clearance', '1', '--out', token_path),
+              log('pki'))
     csr = host.run(secmig_cmd('pki', 'host-key', '--host', host.name,
                               '--address', host.address, '--group', 'kvm'))
     csr_path = os.path.join(STATE, 'ca', '%s.csr' % host.name)
     cert_path = os.path.join(STATE, 'ca', '%s.pem' % host.name)
     write(csr_path, csr)
     procs.run(secmig_cmd('pki', 'sign', '--ca-dir', ca_dir, '--csr',
-                         csr_path, '--token', token, '--out', cert_path),
+                         csr_path, '--token-file', token_path, '--out',
+                         cert_path),
               log('pki'))
     host.run(secmig_cmd('pki', 'install', '--cert', cert_path, '--ca',
                         os.path.join(ca_dir, 'ca-cert.pem'), '--crl',
