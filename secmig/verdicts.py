@@ -17,11 +17,11 @@ that issued it, and keeps the verdict for as long as its inputs hold:
 
 A request never waits for bulk verification. A certificate not seen
 before is verified by a background worker (a thread: a green thread when
-eventlet has patched ``threading``), which yields after each certificate;
-a request may verify a few itself (``inline``, for a host that just
-appeared or renewed), and refuses every other such host with
-``certificate_pending`` until the worker has judged it. A host is never
-passed on a certificate that has not been verified.
+eventlet has patched ``threading``), which yields after each certificate.
+A request may verify a few itself (:data:`INLINE`, for hosts that just
+appeared or renewed) when the worker has no backlog; it refuses every
+other such host with ``certificate_pending`` until the worker has judged
+it. A host is never passed on a certificate that has not been verified.
 """
 
 import collections
@@ -274,7 +274,8 @@ class CertificateVerdicts:
 
         Verifies on the caller's thread when no kept verdict applies.
         """
-        return self.reader(inline=_UNBOUNDED).lookup(host, pem)[0]
+        with self.reader(inline=_UNBOUNDED) as reader:
+            return reader.lookup(host, pem)[0]
 
     def _key(self, decision):
         key = (decision.allowed, decision.code,
@@ -336,15 +337,18 @@ class CertificateVerdicts:
         return 1
 
     def submit(self, published):
-        """Queue the certificates of ``{host: pem}`` not judged yet.
+        """Queue the certificates of ``{host: pem}`` no verdict holds for.
 
-        For a caller that learns what hosts publish outside a request (a
-        scheduler starting); they are verified in the background.
+        They are verified in the background. For a caller that learns
+        what hosts publish outside a request (a scheduler starting), and
+        for :class:`Reader`.
         """
+        now = self._clock()
         with self._lock:
             for host, pem in published.items():
                 entry = self._entries.get(host)
-                if pem and (entry is None or entry.pem != pem):
+                if pem and (entry is None or entry.pem != pem
+                            or not entry.not_before <= now < entry.until):
                     self._enqueue(host, pem)
 
     def _start_worker(self):
@@ -416,14 +420,19 @@ class CertificateVerdicts:
 
 
 class Reader:
-    """Verdicts for one request.
+    """Verdicts for one request; use it as a context manager.
 
-    :meth:`lookup` answers from kept verdicts; a host whose certificate
-    has none is verified here while ``inline`` lasts, else queued for the
-    worker and refused as ``certificate_pending``.
+    :meth:`lookup` answers from kept verdicts. A host whose certificate
+    has none is verified here while ``inline`` lasts and no more than
+    :data:`INLINE` certificates wait for the worker; otherwise it is
+    refused as ``certificate_pending``, and queued for the worker when
+    the request ends (all at once: the request takes the cache's lock
+    once, not once per host, so that the worker and it do not take
+    turns).
     """
 
-    __slots__ = ('_cache', '_entries', '_trust', 'now', 'inline', '_closed')
+    __slots__ = ('_cache', '_entries', '_trust', 'now', 'inline', '_closed',
+                 '_missing')
 
     def __init__(self, cache, now, inline):
         self._cache = cache
@@ -434,6 +443,15 @@ class Reader:
         closed = self._trust.closed(now)
         self._closed = (None if closed is None
                         else (closed, cache._key(closed)))
+        self._missing = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._missing:
+            self._cache.submit(self._missing)
+            self._missing = {}
 
     def lookup(self, host, pem):
         """``(verdict, key)`` for ``host`` publishing certificate ``pem``.
@@ -450,18 +468,16 @@ class Reader:
                 # Keep the host's current copy of the text, not an old one.
                 entry.pem = pem
                 return entry.decision, entry.key
-        return self._judge(host, pem)
-
-    def _judge(self, host, pem):
-        cache = self._cache
-        if pem and self.inline < 1:
-            with cache._lock:
-                cache._enqueue(host, pem)
-            return cache._pending
+        if pem and (self.inline < 1 or self.inline != _UNBOUNDED
+                    and len(self._cache._queued) > INLINE):
+            # Left to the worker, and to it alone while it has a backlog
+            # (but for a caller with no request waiting: :meth:`verdict`).
+            self._missing[host] = pem
+            return self._cache._pending
         if pem:
             self.inline -= 1
-        entry = cache._judge(host, pem, self._trust)
-        cache._keep(host, entry, self._trust)
+        entry = self._cache._judge(host, pem, self._trust)
+        self._cache._keep(host, entry, self._trust)
         return entry.decision, entry.key
 
 

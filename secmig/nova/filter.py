@@ -12,10 +12,11 @@ and give the scheduler a secmig.conf (``[secmig] config_file``) whose
 ``[policy] policy_file`` is the cloud's migration policy.
 """
 
+import logging
 import os
 import time
 
-from oslo_log import log as logging
+from oslo_log import log as oslo_logging
 
 import nova.conf
 from nova import context as nova_context
@@ -32,7 +33,7 @@ from secmig.pki import verify
 from secmig.policy import facts
 from secmig.policy import loader
 
-LOG = logging.getLogger(__name__)
+LOG = oslo_logging.getLogger(__name__)
 CONF = nova.conf.CONF
 config.register_opts(CONF)
 
@@ -161,10 +162,10 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             LOG.debug("secmig: CA and CRL read; %d host certificate "
                       "verdicts to renew", count)
         decisions = self._new_decisions(spec_obj, source.name)
-        current = _RequestPass(source, decisions,
-                               self._verdicts.reader(decisions.now))
-        passed = [host for host in hosts
-                  if self._passes(current, host, spec_obj)]
+        with self._verdicts.reader(decisions.now) as verdicts:
+            current = _RequestPass(source, decisions, verdicts)
+            passed = [host for host in hosts
+                      if self._passes(current, host, spec_obj)]
         if self._audit is not None:
             self._record(spec_obj, source.name, passed, current.refused)
         if not passed and current.last_refusal is not None and [
@@ -240,9 +241,10 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         decision = entry[0]
         if decision.allowed:
             return True
-        LOG.debug("secmig: host %s refused for instance %s: %s (%s)",
-                  host_state.host, spec_obj.instance_uuid,
-                  decision.code, decision.reason)
+        if current.debug:
+            LOG.debug("secmig: host %s refused for instance %s: %s (%s)",
+                      host_state.host, spec_obj.instance_uuid,
+                      decision.code, decision.reason)
         # A certificate refusal is recorded with the certificate's own code
         # (revoked, not_enrolled, expired...), which says more.
         code = decision.details.get('certificate_code', decision.code)
@@ -292,7 +294,7 @@ class _RequestPass:
     """One scheduling request as the filter sees it."""
 
     __slots__ = ('source', 'decisions', 'verdicts', 'by_host_facts',
-                 'refused', 'last_refusal')
+                 'refused', 'last_refusal', 'debug')
 
     def __init__(self, source, decisions, verdicts):
         self.source = source
@@ -304,6 +306,8 @@ class _RequestPass:
         self.refused = {}
         #: the Decision that refused the last host refused
         self.last_refusal = None
+        #: whether refusals are logged per host (asked once per request)
+        self.debug = LOG.isEnabledFor(logging.DEBUG)
 
 
 def _requested_host(spec_obj):

@@ -72,7 +72,12 @@ class VerdictsTestBase(unittest.TestCase):
     def code(self, verdicts, host, pem=None, inline=0):
         """The code of ``host``'s verdict in a request at the clock."""
         pem = self.pem(host) if pem is None else pem
-        return verdicts.reader(inline=inline).lookup(host, pem)[0].code
+        return self.lookup(verdicts, host, pem, inline)[0].code
+
+    def lookup(self, verdicts, host, pem, inline=0):
+        """``(verdict, key)`` of ``host`` in a request at the clock."""
+        with verdicts.reader(inline=inline) as reader:
+            return reader.lookup(host, pem)
 
     def new_crl(self, revoke=None):
         """The CA revokes ``revoke`` (or only re-issues its CRL)."""
@@ -101,7 +106,7 @@ class CacheTest(VerdictsTestBase):
         self.assertEqual(1, self.loads)
 
     def test_alike_verdicts_share_a_key(self):
-        reader = self.verdicts().reader(inline=4)
+        reader = self.verdicts().reader(inline=4)  # nothing left pending
         _, key_a = reader.lookup('alpha', self.pem('alpha'))
         _, key_b = reader.lookup('beta', self.pem('beta'))
         _, key_none = reader.lookup('gamma', None)
@@ -115,7 +120,7 @@ class CacheTest(VerdictsTestBase):
         verdicts = self.verdicts()
         for pem in (None, ''):
             # No inline verification left: none is needed to say this
-            decision, _ = verdicts.reader(inline=0).lookup('silent', pem)
+            decision, _ = self.lookup(verdicts, 'silent', pem)
             self.assertFalse(decision)
             self.assertEqual('not_enrolled', decision.code)
             self.assertIn('silent publishes no certificate',
@@ -130,8 +135,8 @@ class PendingTest(VerdictsTestBase):
         # Given a request that may verify no certificate itself
         verdicts = self.verdicts()
         with self.spy_verify() as spy:
-            decision, key = verdicts.reader(inline=0).lookup(
-                'alpha', self.pem('alpha'))
+            decision, key = self.lookup(verdicts, 'alpha',
+                                        self.pem('alpha'))
         # Then alpha, never seen, is refused with that reason, unverified
         self.assertFalse(decision)
         self.assertEqual('certificate_pending', decision.code)
@@ -149,14 +154,32 @@ class PendingTest(VerdictsTestBase):
         # Given three hosts not seen before, and a request that may verify
         # two certificates itself
         verdicts = self.verdicts()
-        reader = verdicts.reader(inline=2)
-        with self.spy_verify() as spy:
+        with self.spy_verify() as spy, verdicts.reader(inline=2) as reader:
             codes = [reader.lookup(h, self.pem(h))[0].code
                      for h in ('alpha', 'beta', 'short')]
+            # and queues nothing while it runs
+            self.assertEqual(0, verdicts.pending())
         # Then it verifies two and leaves the third to the worker
         self.assertEqual(['ok', 'ok', 'certificate_pending'], codes)
         self.assertEqual(2, spy.call_count)
         self.assertEqual(1, verdicts.pending())
+
+    def test_request_verifies_nothing_while_the_worker_has_a_backlog(self):
+        # Given more certificates waiting for the worker than a request
+        # may verify (a scheduler just started)
+        verdicts = self.verdicts()
+        backlog = {'host%d' % i: self.pem('alpha')
+                   for i in range(verdicts_mod.INLINE + 1)}
+        verdicts.submit(backlog)
+        # When a request that may verify certificates meets beta, unseen
+        with self.spy_verify() as spy:
+            code = self.code(verdicts, 'beta', inline=verdicts_mod.INLINE)
+        # Then beta joins the queue: bulk verification stays off requests
+        self.assertEqual('certificate_pending', code)
+        self.assertEqual(0, spy.call_count)
+        self.assertEqual(len(backlog) + 1, verdicts.pending())
+        # A caller with no request waiting has it verified there and then
+        self.assertEqual('ok', verdicts.verdict('beta', self.pem('beta')).code)
 
     def test_broken_certificate_refused_with_its_reason(self):
         verdicts = self.verdicts()
@@ -169,7 +192,7 @@ class PendingTest(VerdictsTestBase):
                              self.code(verdicts, host, pem))
         verdicts.verify_queued()
         for host, (pem, code, reason) in cases.items():
-            decision = verdicts.reader(inline=0).lookup(host, pem)[0]
+            decision = self.lookup(verdicts, host, pem)[0]
             self.assertEqual(code, decision.code)
             self.assertIn(reason, decision.reason)
 
@@ -187,18 +210,17 @@ class PendingTest(VerdictsTestBase):
         with self.spy_verify() as spy:
             verdicts.verify_queued()
         self.assertEqual(1, spy.call_count)
-        new = verdicts.reader(inline=0).lookup('renewing', renewed)[0]
+        new = self.lookup(verdicts, 'renewing', renewed)[0]
         self.assertEqual('ok', new.code)
         self.assertNotEqual(old.details['serial'], new.details['serial'])
 
     def test_worker_thread_verifies_what_requests_queue(self):
         # Given a cache with its worker, and two hosts not seen before
         verdicts = self.verdicts(background=True)
-        reader = verdicts.reader(inline=0)
         with self.assertLogs('secmig.verdicts', 'INFO') as logs:
             for host in ('alpha', 'beta'):
                 self.assertEqual('certificate_pending',
-                                 reader.lookup(host, self.pem(host))[0].code)
+                                 self.code(verdicts, host))
             # When the worker has finished
             self.assertTrue(verdicts.wait(timeout=60))
         # Then both are accepted, and the log says verification finished
@@ -302,8 +324,7 @@ class TimeTest(VerdictsTestBase):
         verdicts.verdict('alpha', self.pem('alpha'))
         next_update = min(c.next_update_utc for c in self.store.crls)
         self.clock.now = next_update.timestamp() + 1
-        decision = verdicts.reader(inline=0).lookup(
-            'alpha', self.pem('alpha'))[0]
+        decision = self.lookup(verdicts, 'alpha', self.pem('alpha'))[0]
         self.assertEqual('crl_stale', decision.code)
         self.assertIn('secmig pki crl', decision.reason)
         # A fresh CRL brings the kept verdict back, nothing verified

@@ -18,23 +18,37 @@ hosts, one scheduling pass (``filter_all``) of Nova's ``ComputeFilter``,
 ``AggregateInstanceExtraSpecsFilter`` and ``SecureMigrationFilter``
 (a live migration of an instance of level ``internal``, requested by an
 admin, every host eligible: the longest path). The secmig figure is the
-steady state, with the verdict cache warm; a fresh RequestSpec is used
-for every pass, as the scheduler sees every request anew. The one-off
-costs are printed too: the first pass (every certificate verified), a
-pass with a verdict refresh due and the CA and CRL unchanged, and one
-after the CA published a new CRL (every certificate verified again).
+steady state, every verdict kept; a fresh RequestSpec is used for every
+pass, as the scheduler sees every request anew.
 
-Prints the median per-host cost in microseconds and the ratios to
-ComputeFilter.
+Then the one-off passes of SecureMigrationFilter, each as a ratio to its
+steady pass over the same hosts (the median of ``--rounds`` samples but
+for the first pass, which happens once per filter):
+
+* first pass: a scheduler just started, no certificate verified yet (the
+  benchmark has no Nova database to read them from at start);
+* while verifying: a pass while the background worker verifies them
+  (the median of passes made ten times a second meanwhile);
+* refresh, same CRL: the CA bundle and CRL read anew, unchanged;
+* refresh, new CRL: the CA published a CRL revoking one more host;
+* renewed certificate: one host publishes a certificate issued anew.
+
+It also prints how long the background verification took, and the memory
+the filter keeps (``tracemalloc``, measured apart: it slows Python down)
+with the process's peak resident set size.
 """
 
 import argparse
 import datetime
+import gc
+import logging
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, os.pardir))
@@ -55,6 +69,7 @@ from secmig.nova import stats as secmig_stats  # noqa: E402
 from secmig.pki import ca as ca_mod  # noqa: E402
 from secmig.pki import clearance  # noqa: E402
 from secmig.pki import keys  # noqa: E402
+from secmig import verdicts as verdicts_mod  # noqa: E402
 
 CONF = nova.conf.CONF
 
@@ -78,27 +93,28 @@ transport:
 def host_certificates(ca, names, key_count):
     """PEM certificates for ``names``, as secmig's CA issues them."""
     ca_key = ca._key()
-    now = ca_mod.utcnow()
     pairs = [keys.generate_key() for _ in range(key_count)]
-    pems = {}
-    for index, name in enumerate(names):
-        public_key = pairs[index % key_count].public_key()
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([
-                       x509.NameAttribute(NameOID.ORGANIZATION_NAME,
-                                          'secmig'),
-                       clearance.attribute(1),
-                       x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                   .issuer_name(ca.cert.subject)
-                   .public_key(public_key)
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=30)))
-        builder = ca_mod.host_extensions_builder(
-            builder, public_key, ca.cert, [name], [], 1)
-        cert = builder.sign(ca_key, keys.signature_hash(ca_key))
-        pems[name] = keys.cert_pem(cert).decode('ascii')
-    return pems
+    return {name: host_certificate(ca, ca_key, name,
+                                   pairs[index % key_count].public_key())
+            for index, name in enumerate(names)}
+
+
+def host_certificate(ca, ca_key, name, public_key):
+    now = ca_mod.utcnow()
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([
+                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'secmig'),
+                   clearance.attribute(1),
+                   x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+               .issuer_name(ca.cert.subject)
+               .public_key(public_key)
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=30)))
+    builder = ca_mod.host_extensions_builder(
+        builder, public_key, ca.cert, [name], [], 1)
+    cert = builder.sign(ca_key, keys.signature_hash(ca_key))
+    return keys.cert_pem(cert).decode('ascii')
 
 
 def aggregates():
@@ -163,9 +179,8 @@ def per_host(filters, hosts, specs):
     samples = [[] for _ in filters]
     for spec in specs:
         for filter_obj, times in zip(filters, samples):
-            start = time.perf_counter()
-            passed = len(list(filter_obj.filter_all(hosts, spec)))
-            times.append((time.perf_counter() - start) / len(hosts))
+            seconds, passed = timed_pass(filter_obj, hosts, spec)
+            times.append(seconds / len(hosts))
             if passed != len(hosts):
                 raise SystemExit('%s passed %d of %d hosts: the benchmark '
                                  'expects every host to pass'
@@ -174,20 +189,33 @@ def per_host(filters, hosts, specs):
     return [statistics.median(times) for times in samples]
 
 
-def timed_pass(secure, hosts, context):
-    """Seconds of one pass of ``secure`` with a verdict refresh due."""
-    secure._verdicts._refreshed_at = None
+def timed_pass(filter_obj, hosts, spec):
+    """Seconds of one pass, and the number of hosts passed."""
     start = time.perf_counter()
-    list(secure.filter_all(hosts, request_spec(context)))
-    return time.perf_counter() - start
+    passed = len(list(filter_obj.filter_all(hosts, spec)))
+    return time.perf_counter() - start, passed
 
 
-def publish_crl(ca, cert_dir):
-    """A new CRL from the CA, installed where the filter reads it."""
-    ca.publish_crl()
-    with open(os.path.join(ca.ca_dir, ca_mod.CA_CRL), 'rb') as src, \
-            open(os.path.join(cert_dir, ca_mod.CA_CRL), 'wb') as dst:
-        dst.write(src.read())
+def write_crl(ca, cert_dir, revoked):
+    """A CRL from the CA revoking the serials ``revoked``, installed."""
+    ca_key = ca._key()
+    now = ca_mod.utcnow()
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca.cert.subject)
+               .last_update(now - datetime.timedelta(minutes=5))
+               .next_update(now + datetime.timedelta(days=7)))
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(now).build())
+    crl = builder.sign(ca_key, keys.signature_hash(ca_key))
+    with open(os.path.join(cert_dir, ca_mod.CA_CRL), 'wb') as f:
+        f.write(crl.public_bytes(keys.serialization.Encoding.PEM))
+
+
+def publish(host, pem):
+    """``host`` publishes ``pem``, as its next resource report does."""
+    host.stats = dict(host.stats, **{secmig_stats.CERT: pem})
 
 
 def write_conf(tmp, ca):
@@ -204,7 +232,86 @@ def write_conf(tmp, ca):
     with open(path, 'w') as f:
         f.write('[pki]\ncert_dir = %s\nverdict_refresh_interval = 3600\n'
                 '[policy]\npolicy_file = %s\n' % (cert_dir, policy))
-    return path
+    return path, cert_dir
+
+
+class Run:
+    """The figures of one host count."""
+
+    def __init__(self, ca, cert_dir, hosts, context, rounds):
+        self.ca, self.cert_dir = ca, cert_dir
+        self.hosts, self.context, self.rounds = hosts, context, rounds
+
+    def spec(self):
+        return request_spec(self.context)
+
+    def start(self):
+        """The first pass, passes while verifying, time to verify all."""
+        secure = secmig_filter.SecureMigrationFilter()
+        start = time.perf_counter()
+        first, passed = timed_pass(secure, self.hosts, self.spec())
+        self.first, self.first_passed = first, passed
+        during = []
+        while secure._verdicts.pending():
+            # Ten requests a second meanwhile.
+            time.sleep(max(0.0, 0.1 - during[-1] if during else 0.1))
+            during.append(timed_pass(secure, self.hosts, self.spec())[0])
+        secure._verdicts.wait()
+        self.verifying = time.perf_counter() - start
+        self.during = statistics.median(during) if during else None
+        self.during_count = len(during)
+        return secure
+
+    def steady(self, secure):
+        compute = compute_filter.ComputeFilter()
+        extra = (aggregate_instance_extra_specs
+                 .AggregateInstanceExtraSpecsFilter())
+        self.costs = per_host((compute, extra, secure), self.hosts,
+                              [self.spec() for _ in range(self.rounds)])
+
+    def one_offs(self, secure):
+        verdicts = secure._verdicts
+        same, new_crl, renewed = [], [], []
+        revoked = []
+        key = keys.generate_key().public_key()
+        ca_key = self.ca._key()
+        for index in range(self.rounds):
+            verdicts._refreshed_at = None
+            same.append(timed_pass(secure, self.hosts, self.spec())[0])
+            # The CA revokes one more host (the last ones, in turn).
+            host = self.hosts[-1 - index]
+            revoked.append(keys.load_certificate(
+                host.stats[secmig_stats.CERT].encode()).serial_number)
+            write_crl(self.ca, self.cert_dir, revoked)
+            verdicts._refreshed_at = None
+            seconds, passed = timed_pass(secure, self.hosts, self.spec())
+            if passed != len(self.hosts) - len(revoked):
+                raise SystemExit('a new CRL revoking %d hosts left %d of '
+                                 '%d' % (len(revoked), passed,
+                                         len(self.hosts)))
+            new_crl.append(seconds)
+            # One host publishes a certificate issued anew.
+            publish(self.hosts[index], host_certificate(
+                self.ca, ca_key, self.hosts[index].host, key))
+            seconds, passed = timed_pass(secure, self.hosts, self.spec())
+            if passed != len(self.hosts) - len(revoked):
+                raise SystemExit('a renewed certificate was not accepted')
+            renewed.append(seconds)
+        self.same = statistics.median(same)
+        self.new_crl = statistics.median(new_crl)
+        self.renewed = statistics.median(renewed)
+
+    def memory(self):
+        """Bytes a filter keeps once every certificate is verified."""
+        gc.collect()
+        tracemalloc.start()
+        secure = secmig_filter.SecureMigrationFilter()
+        list(secure.filter_all(self.hosts, self.spec()))
+        secure._verdicts.wait()
+        gc.collect()
+        self.kept = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return secure
 
 
 def main():
@@ -213,6 +320,9 @@ def main():
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--keys', type=int, default=16)
     args = parser.parse_args()
+    # No Nova database here: the filter cannot read what compute nodes
+    # publish at start, and would say so at every construction.
+    logging.getLogger(secmig_filter.__name__).setLevel(logging.ERROR)
     objects.register_all()
     context = nova_context.RequestContext('admin-user', 'admin-project',
                                           roles=['admin'], is_admin=True)
@@ -224,36 +334,60 @@ def main():
         pems = host_certificates(ca, names, args.keys)
         print('issued %d host certificates in %.1f s'
               % (len(names), time.perf_counter() - start))
-        CONF.set_override('config_file', write_conf(tmp, ca),
-                          group='secmig')
-        rows = []
+        path, cert_dir = write_conf(tmp, ca)
+        CONF.set_override('config_file', path, group='secmig')
+        # The hosts' services reported when their states were built.
+        CONF.set_override('service_down_time', 3600)
+        runs = []
         for count in args.hosts:
-            hosts = host_states(names[:count], pems)
-            specs = [request_spec(context) for _ in range(args.rounds + 1)]
-            compute = compute_filter.ComputeFilter()
-            extra = (aggregate_instance_extra_specs
-                     .AggregateInstanceExtraSpecsFilter())
-            secure = secmig_filter.SecureMigrationFilter()
-            start = time.perf_counter()
-            list(secure.filter_all(hosts, specs[-1]))
-            warm = time.perf_counter() - start
-            unchanged = timed_pass(secure, hosts, context)
-            publish_crl(ca, os.path.join(tmp, 'controller'))
-            changed = timed_pass(secure, hosts, context)
-            costs = per_host((compute, extra, secure), hosts,
-                             specs[:args.rounds])
-            rows.append((count, costs, (warm, unchanged, changed)))
-    print('%7s %14s %14s %14s %8s %8s' % (
-        'hosts', 'Compute us/h', 'AggrExtra us/h', 'secmig us/h',
-        'Aggr/C', 'secmig/C'))
-    for count, (c, a, s), _ in rows:
-        print('%7d %14.2f %14.2f %14.2f %7.2fx %7.2fx' % (
-            count, c * 1e6, a * 1e6, s * 1e6, a / c, s / c))
-    print('One-off costs of SecureMigrationFilter (seconds per pass):')
-    print('%7s %12s %18s %18s' % ('hosts', 'first pass', 'refresh, same CRL',
-                                  'refresh, new CRL'))
-    for count, _, (warm, unchanged, changed) in rows:
-        print('%7d %12.2f %18.2f %18.2f' % (count, warm, unchanged, changed))
+            write_crl(ca, cert_dir, [])
+            run = Run(ca, cert_dir, host_states(names[:count], pems),
+                      context, args.rounds)
+            secure = run.start()
+            run.steady(secure)
+            run.one_offs(secure)
+            del secure
+            run.memory()
+            runs.append(run)
+    report(runs)
+
+
+def report(runs):
+    print('\nSteady pass, per host (microseconds), every verdict kept:')
+    print('%7s %12s %12s %12s %8s %8s' % (
+        'hosts', 'Compute', 'AggrExtra', 'secmig', 'Aggr/C', 'secmig/C'))
+    for run in runs:
+        c, a, s = run.costs
+        print('%7d %12.2f %12.2f %12.2f %7.2fx %7.2fx' % (
+            len(run.hosts), c * 1e6, a * 1e6, s * 1e6, a / c, s / c))
+    print('\nOne-off passes of SecureMigrationFilter (milliseconds, and '
+          'x its steady pass):')
+    columns = ('first pass', 'while verifying', 'refresh, same CRL',
+               'refresh, new CRL', 'renewed cert')
+    print('%7s %10s' % ('hosts', 'steady') + ''.join(
+        ' %19s' % c for c in columns))
+    for run in runs:
+        steady = run.costs[2] * len(run.hosts)
+        cells = [run.first, run.during, run.same, run.new_crl, run.renewed]
+        print('%7d %10.2f' % (len(run.hosts), steady * 1e3) + ''.join(
+            ' %19s' % ('-' if v is None else '%8.2f %8.2fx'
+                       % (v * 1e3, v / steady)) for v in cells))
+    print('\nFirst pass: %s hosts passed (verified in the request, at most '
+          '%d), the others refused as certificate_pending.'
+          % (', '.join(str(r.first_passed) for r in runs),
+             verdicts_mod.INLINE))
+    print('\nBackground verification after a start, and memory kept:')
+    print('%7s %12s %14s %18s %14s %12s' % (
+        'hosts', 'verified in', 's per 1,000', 'passes meanwhile',
+        'filter MiB', 'KiB / host'))
+    for run in runs:
+        count = len(run.hosts)
+        print('%7d %10.2f s %14.2f %18d %14.1f %12.2f' % (
+            count, run.verifying, run.verifying / count * 1000,
+            run.during_count, run.kept / 2 ** 20, run.kept / 1024 / count))
+    print('\npeak resident set size of this process: %.0f MiB (Nova host '
+          'states, certificates and all)'
+          % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
 if __name__ == '__main__':
