@@ -177,13 +177,17 @@ class _Party:
         return verdict, None
 
     @staticmethod
-    def _signature_ok(msg, cert, previous):
-        chained = transcript.absorb(previous, messages.encode_body(msg))
+    def _chained(previous, msg):
+        """The chaining value after the body of the received ``msg``."""
+        return transcript.absorb(previous, messages.encode_body(msg))
+
+    @staticmethod
+    def _signature_ok(msg, cert, chained):
         return signing.verify(cert.public_key(), msg.sig,
                               transcript.to_be_signed(msg.type, chained))
 
-    def _check_signature(self, msg, cert, previous):
-        if not self._signature_ok(msg, cert, previous):
+    def _check_signature(self, msg, cert, chained):
+        if not self._signature_ok(msg, cert, chained):
             return self._refuse(
                 'bad_signature', 'the signature of the %s message does not '
                 'verify with the key of %s over this handshake\'s '
@@ -291,9 +295,10 @@ class Initiator(_Party):
         if refusal is not None:
             return None, refusal
         now = self._now()
+        h2 = self._chained(self._previous, msg)
         refusal = _first_refusal(
             lambda: self._check_timeout(msg, now),
-            lambda: self._check_signature(msg, msg.cert, self._previous))
+            lambda: self._check_signature(msg, msg.cert, h2))
         if refusal is not None:
             return None, refusal
         verdict, refusal = self._verify_peer(msg.cert, self._peer, now,
@@ -305,7 +310,6 @@ class Initiator(_Party):
             lambda: self._check_policy(msg.policy_digest))
         if refusal is not None:
             return None, refusal
-        h2 = transcript.absorb(self._previous, messages.encode_body(msg))
         confirm, h3 = self._sign(messages.Confirm(now), h2)
         return confirm, self._success(
             self._binding, verdict, self._peer, h3, self._creds.fingerprint,
@@ -362,11 +366,11 @@ class Responder(_Party):
         if refusal is not None:
             return None, refusal
         now = self._now()
+        h1 = self._chained(transcript.initial(), msg)
         refusal = _first_refusal(
             lambda: self._check_replay(msg, self._replay.check),
             self._check_fresh_session,
-            lambda: self._check_signature(msg, msg.cert,
-                                          transcript.initial()))
+            lambda: self._check_signature(msg, msg.cert, h1))
         if refusal is not None:
             return None, refusal
         verdict, refusal = self._verify_peer(msg.cert, peer, now, 'auth1')
@@ -384,8 +388,6 @@ class Responder(_Party):
         self._peer_cert, self._verdict = msg.cert, verdict
         self._nonce = os.urandom(messages.NONCE_BYTES)
         self._started = now
-        h1 = transcript.absorb(transcript.initial(),
-                               messages.encode_body(msg))
         reply, self._previous = self._sign(
             messages.Reply(self._nonce, now, expected_binding.policy_digest,
                            self._creds.cert), h1)
@@ -441,8 +443,8 @@ class Responder(_Party):
             msg = messages.decode(data, self._max_bytes)
         except messages.MalformedMessage:
             return False
-        return (msg.type == 'auth3'
-                and self._signature_ok(msg, self._peer_cert, self._previous))
+        return msg.type == 'auth3' and self._signature_ok(
+            msg, self._peer_cert, self._chained(self._previous, msg))
 
     def confirm(self, data):
         """Check ``auth3``; return the final Decision.
@@ -458,14 +460,13 @@ class Responder(_Party):
         if refusal is not None:
             return refusal
         now = self._now()
+        h3 = self._chained(self._previous, msg)
         refusal = _first_refusal(
             lambda: self._check_timeout(msg, now),
-            lambda: self._check_signature(msg, self._peer_cert,
-                                          self._previous),
+            lambda: self._check_signature(msg, self._peer_cert, h3),
             lambda: self._check_skew(msg, now))
         if refusal is not None:
             return refusal
         return self._success(
-            self._binding, self._verdict, self._peer,
-            transcript.absorb(self._previous, messages.encode_body(msg)),
+            self._binding, self._verdict, self._peer, h3,
             self._verdict.details['fingerprint'], self._creds.fingerprint)
