@@ -58,11 +58,10 @@ class AnsweringTestBase(unittest.TestCase):
             self.world.creds['src'], self.world.trust, migration, instance,
             authutil.POLICY, auth1, dest_host=dest_host)
 
-    def to_auth3(self, dest='dst', **kw):
+    def to_auth3(self, dest='dst', instance=authutil.UUID):
         """Run a destination's handshake up to its auth3."""
-        initiator, auth1 = self.start(dest, **kw)
-        auth2, decision = self.hello(auth1, **{
-            k: v for k, v in kw.items() if k == 'instance'})
+        initiator, auth1 = self.start(dest, instance)
+        auth2, decision = self.hello(auth1, instance)
         self.assertEqual('awaiting_confirmation', decision.code, decision)
         auth3, decision = initiator.finish(auth2)
         self.assertEqual('authenticated', decision.code, decision)
