@@ -40,7 +40,6 @@ Revoke replaced keys (``secmig pki renew --revoke-old``) and keep the
 delivered copy; see doc/audit.rst.
 """
 
-import copy
 import datetime
 
 from secmig.audit import lines
@@ -155,7 +154,8 @@ class Chain:
         return chain
 
     def copy(self):
-        twin = copy.copy(self)
+        twin = Chain.__new__(Chain)
+        twin.__dict__.update(self.__dict__)
         twin.keys = list(self.keys)
         return twin
 
@@ -164,14 +164,12 @@ class Chain:
         """The newest key (the one that must sign), or None."""
         return self.keys[-1] if self.keys else None
 
-    def feed(self, frame, own=False):
+    def feed(self, frame):
         """Check ``frame`` (the next line) and take it into the state.
 
         A caller that can read the lines after ``frame`` calls
         :func:`misplaced` first when the number is not the next one, to
-        name the tampering precisely. ``own``: a line the caller itself
-        just wrote and signed; its certificate and signature are not
-        checked again.
+        name the tampering precisely.
         """
         expected = self.seq + 1
         if frame.seq != expected:
@@ -185,19 +183,33 @@ class Chain:
                          'record %d: record %d was replaced, or records '
                          'between them were removed'
                          % (expected, self.seq, self.seq), expected)
+        key = None
         if frame.kind == 'checkpoint':
-            self._checkpoint(frame, own)
+            self._checkpoint(frame)
         elif frame.kind == 'key':
-            self._key(frame, own)
-        elif frame.kind in lines.RECORD_KINDS:
-            self.events += 1
-            if self.unsigned_from is None:
-                self.unsigned_from = frame.seq
-        else:
+            key = self._key(frame)
+        elif frame.kind not in lines.RECORD_KINDS:
             raise Broken('malformed', 'record %d has the unknown kind %r'
                          % (frame.seq, frame.kind), frame.seq)
-        self.seq = frame.seq
-        self.h = frame.h
+        self.own(frame.seq, frame.h, frame.kind, key)
+
+    def own(self, seq, h, kind, key=None):
+        """Take in a line the caller itself wrote and signed (unchecked).
+
+        ``key`` is the :class:`Key` a ``key`` line introduces.
+        """
+        if kind == 'checkpoint':
+            self.committed = seq
+            self.unsigned_from = None
+            self.checkpoints += 1
+        elif kind == 'key':
+            self.keys.append(key)
+        else:
+            self.events += 1
+            if self.unsigned_from is None:
+                self.unsigned_from = seq
+        self.seq = seq
+        self.h = h
 
     def finish(self):
         """Check the newest key at the verifier's time (the time rule)."""
@@ -206,7 +218,7 @@ class Chain:
 
     # Key records -------------------------------------------------------
 
-    def _key(self, frame, own):
+    def _key(self, frame):
         body = _body(frame)
         key = Key(*_certificate(frame.seq, body), seq=frame.seq,
                   time=_time(frame.seq, body.get('time')))
@@ -220,7 +232,7 @@ class Chain:
                          frame.seq)
         if self.host is None:
             self.host = key.name  # the journal's first certificate
-        elif not own:
+        else:
             self._bind_host(key)
         if previous is not None and (key.cert.not_valid_before_utc
                                      < previous.cert.not_valid_before_utc):
@@ -231,14 +243,13 @@ class Chain:
                          % (frame.seq, _date(key.cert.not_valid_before_utc),
                             _date(previous.cert.not_valid_before_utc),
                             previous.where()), frame.seq)
-        if not own:
-            self._admit(key)
-            if previous is not None:
-                if key.time is None:
-                    raise Broken('malformed', 'key record %d has no valid '
-                                 'time' % frame.seq, frame.seq)
-                self._trusted(previous, key.time, key)
-        self.keys.append(key)
+        self._admit(key)
+        if previous is not None:
+            if key.time is None:
+                raise Broken('malformed', 'key record %d has no valid time'
+                             % frame.seq, frame.seq)
+            self._trusted(previous, key.time, key)
+        return key
 
     def _bind_host(self, key):
         try:
@@ -293,7 +304,7 @@ class Chain:
 
     # Checkpoints -------------------------------------------------------
 
-    def _checkpoint(self, frame, own):
+    def _checkpoint(self, frame):
         body = _body(frame)
         first = body.get('first')
         if (not isinstance(first, int) or isinstance(first, bool)
@@ -316,20 +327,15 @@ class Chain:
                             ' (%s)' % current.fingerprint if current else '',
                             first, frame.seq - 1), first,
                          checkpoint=frame.seq)
-        if not own and (body.get('last') != frame.seq - 1
-                        or not signing.signature_valid(
-                            current.cert, lines.signed_message(
-                                frame.seq, frame.prev, body),
-                            body.get('sig'))):
+        if body.get('last') != frame.seq - 1 or not signing.signature_valid(
+                current.cert, lines.signed_message(frame.seq, frame.prev,
+                                                   body), body.get('sig')):
             raise Broken('bad_signature', 'checkpoint %d does not carry a '
                          'valid signature of the journal\'s key over '
                          'records %d to %d: they, or records before them, '
                          'were altered and re-chained without the key'
                          % (frame.seq, first, frame.seq - 1), first,
                          checkpoint=frame.seq)
-        self.committed = frame.seq
-        self.unsigned_from = None
-        self.checkpoints += 1
 
 
 def misplaced(frame, expected, later):

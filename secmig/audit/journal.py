@@ -17,10 +17,15 @@ Several processes of a host may append to one journal: an exclusive
 to writing the batch, so the chain stays linear.
 
 After each batch the last checkpoint line is also written to
-``<journal>.head`` (a new file, fdatasync'ed, renamed over the old one):
-the signed head, which lets a reader detect a truncated journal. After a
-power loss the head may lag behind the journal, never run ahead of it:
-every record past it is covered by signed checkpoints in the journal.
+``<journal>.head`` (a new file renamed over the old one): the signed
+head, which lets a reader detect a truncated journal. The first head is
+fdatasync'ed with its directory; later ones are not, which would double
+the cost of a record: after a power loss a head may lag behind the
+journal, never run ahead of it (every record past it is covered by
+signed checkpoints in the journal). That a renamed head is never found
+empty rests on the file system ordering a rename after the data of the
+file renamed, as ext4 does by default (``auto_da_alloc``); an empty head
+is refused like any bad head.
 
 What a writer signs over. Before each batch a writer checks, by the rules
 of :mod:`secmig.audit.chain`, every line after the last checkpoint it
@@ -275,14 +280,16 @@ class Journal:
         set aside, else None. Raises :class:`JournalTampered`.
         """
         end = os.fstat(self._fd).st_size
-        head = self._read_head()
         try:
+            head = sidefiles.head_bytes(self.path)
             if (self._chain is not None and end == self._end
-                    and (head.raw if head else None) == self._last
-                    and self._still_there()):
+                    and head == self._last and self._still_there()):
                 self._check_cursor(self._chain)
                 return None
-            return self._catch_up(end, head)
+            return self._catch_up(end, sidefiles.read_head(self.path, head))
+        except sidefiles.SideFileError as e:
+            raise JournalTampered(self.path, chain_mod.Broken(
+                'bad_head', str(e)).decision) from None
         except chain_mod.Broken as broken:
             raise JournalTampered(self.path, broken.decision) from None
 
@@ -294,13 +301,6 @@ class Journal:
         return (self._end >= size and os.pread(self._fd, size,
                                                self._end - size)
                 == self._last)
-
-    def _read_head(self):
-        try:
-            return sidefiles.read_head(self.path)
-        except sidefiles.SideFileError as e:
-            raise JournalTampered(self.path, chain_mod.Broken(
-                'bad_head', str(e)).decision) from None
 
     def _catch_up(self, end, head):
         # A key this writer takes over from must be valid at the date its
@@ -473,32 +473,32 @@ class Journal:
 
     def _write_batch(self, batch, recovered):
         chain = self._chain.copy()
-        seq, prev = chain.seq, chain.h
-        first = seq + 1
+        signer = self.signer
+        first = chain.seq + 1
         out = []
 
-        def add(kind, body):
-            nonlocal seq, prev
-            seq += 1
-            line, prev = lines.encode(seq, prev, kind, body)
+        def add(kind, body, key=None):
+            line, h = lines.encode(chain.seq + 1, chain.h, kind, body)
             out.append(line)
-            return seq
+            chain.own(chain.seq + 1, h, kind, key)
+            return chain.seq
 
         if chain.signer is None or (chain.signer.fingerprint
-                                    != self.signer.fingerprint):
-            add('key', {'time': utcnow(), 'cert': self.signer.cert_pem,
-                        'fingerprint': self.signer.fingerprint,
-                        'subject': self.signer.subject})
+                                    != signer.fingerprint):
+            now = clock()
+            add('key', {'time': now.isoformat(), 'cert': signer.cert_pem,
+                        'fingerprint': signer.fingerprint,
+                        'subject': signer.subject},
+                chain_mod.Key(signer.fingerprint, signer.cert,
+                              chain.seq + 1, now))
         if recovered is not None:
             add('recovered', recovered)
         seqs = [add(entry.kind, entry.body) for entry in batch]
-        checkpoint = {'first': first, 'last': seq, 'time': utcnow(),
-                      'signer': self.signer.fingerprint}
-        checkpoint['sig'] = self.signer.sign(
-            lines.signed_message(seq + 1, prev, checkpoint))
+        checkpoint = {'first': first, 'last': chain.seq, 'time': utcnow(),
+                      'signer': signer.fingerprint}
+        checkpoint['sig'] = signer.sign(
+            lines.signed_message(chain.seq + 1, chain.h, checkpoint))
         add('checkpoint', checkpoint)
-        for line in out:
-            chain.feed(lines.Frame(line), own=True)
         data = b''.join(out)
         try:
             _write_all(self._fd, data)
@@ -517,13 +517,14 @@ class Journal:
     def _write_head(self, line):
         head = self.path + HEAD_SUFFIX
         tmp = '%s.tmp-%d' % (head, os.getpid())
+        created = not os.path.exists(head)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
             _write_all(fd, line)
-            self.sync(fd)
+            if created:
+                self.sync(fd)
         finally:
             os.close(fd)
-        created = not os.path.exists(head)
         os.replace(tmp, head)
         if created:
             fileio.fsync_dir(os.path.dirname(self.path))

@@ -33,13 +33,25 @@ class Cursor:
     id: str
 
 
-def read_head(path):
+def head_bytes(path):
+    """The bytes of the head of the journal at ``path``, or None.
+
+    :raises SideFileError: larger than any head
+    :raises OSError: the file cannot be read
+    """
+    return _read(path + HEAD_SUFFIX)
+
+
+def read_head(path, data=None):
     """The checkpoint (a :class:`~secmig.audit.lines.Frame`) in the head.
+
+    ``data``: the head's bytes, already read with :func:`head_bytes`.
 
     :raises SideFileError: not an intact checkpoint line
     :raises OSError: the file cannot be read
     """
-    data = _read(path + HEAD_SUFFIX)
+    if data is None:
+        data = head_bytes(path)
     if data is None:
         return None
     try:
