@@ -71,8 +71,9 @@ class AuditTrail:
 
         Returns a :class:`Recorded` once the record is durable. Raises
         ``SecmigError`` when it cannot be written (``bad_audit_event``,
-        ``journal_write_failed``, ``journal_tampered``): the caller must
-        then not proceed with the step (fail closed).
+        ``journal_write_failed``, ``journal_tampered``,
+        ``stale_host_key``): the caller must then not proceed with the
+        step (fail closed).
         """
         event = events.build_event(step, migration_id, instance_uuid,
                                    outcome, self.host, decision=decision,
