@@ -1,69 +1,72 @@
 """Read what a hotspot audit needs from Gnocchi in a handful of requests.
 
 :class:`AggregatesReader` takes a gnocchiclient v1 ``Client`` (the one
-Watcher's datasource configuration builds) and sends ``POST
-/v1/aggregates`` requests, each searching resources by id (or host name)
-and answering for all of them at once, whatever the number of hosts and
-VMs. The request kinds are:
+Watcher's datasource configuration builds) and reads through its public
+aggregates API (``client.aggregates.fetch``): each request searches
+resources by id (or host name) and answers for all of them at once,
+whatever the number of hosts and VMs. The request kinds are:
 
-1. instance CPU and swap-out in one request, ``(metric (cpu rate:mean)
-   (memory.swap.out mean))`` (cumulative nanoseconds and MiB; the swap
-   counter is archived without a ``rate:`` method by Ceilometer, so its
-   successive differences are taken here, as ``rateofchange`` would);
-2. network bytes of every ``instance_network_interface`` of those
-   instances, both directions in one request, with ``details`` so the
-   interface-to-instance mapping (attribute ``instance_id``) comes back
-   with the measures;
+1. instance meters: ``cpu`` (cumulative nanoseconds),
+   ``memory.resident`` (MiB, the host's view: published whether or not
+   the guest has a balloon driver) and the dirty-rate gauge, if named;
+2. the byte and dropped-packet counters of every
+   ``instance_network_interface`` of those instances, asked with
+   ``details`` so the interface-to-instance mapping (attribute
+   ``instance_id``) comes back with the measures;
 3. the host meters on ``nova_compute`` resources, with ``details`` for
-   their host names: the CPU per cent gauge and the operator-provided
-   cumulative network and swap-out counters (differences taken here), if
-   any are named.
+   their host names: the CPU per cent gauge, and the operator's link and
+   swap-out counters and available-memory gauge, if named.
+
+Every series is read with its ``mean`` aggregation, which Ceilometer's
+archive policies all offer. A counter's rate is the difference of two
+successive period means divided by the time between them: right
+whatever the polling interval (one sample per period or several), and
+across a period without samples (a missed poll). The period that holds
+``now`` is still filling: its mean sits earlier in the period than the
+others', so counters leave it out. A negative difference (a counter
+reset) is dropped.
 
 Gnocchi's cost is per metric read, not per request, so
 :meth:`AggregatesReader.observe` reads in two stages: the host meters of
-every host, then the VM meters of the VMs on the hosts that
-:func:`secmig.hotspot.detect.screen` picks (a host meter missing, a
+every host, then the meters of the running VMs on the hosts that
+:func:`secmig.hotspot.detect.screen` picks (a host CPU meter missing, a
 figure near a threshold, a saturated link), of the kinds each host was
-picked for; :meth:`AggregatesReader.complete` reads the rest of some
-VMs later, in two requests. With no host meter at all
-every VM is read, as :meth:`AggregatesReader.fetch` does. A caller can
-send stage 1 first (:meth:`AggregatesReader.begin`) and build its
-inventory while Gnocchi answers.
+picked for, plus what moving them costs (``resident``, ``dirty``);
+:meth:`AggregatesReader.complete` reads the rest of some VMs later, in
+two requests. With no host meter named, every running VM's CPU and cost
+are read. A caller can send stage 1 first (:meth:`AggregatesReader.
+begin`) and build its inventory while Gnocchi answers.
 
-Up to ``concurrency`` requests are in flight at once: the host list is
-split into that many requests, and the VM requests run side by side, so
-a Gnocchi API with several worker processes (``gnocchi-api`` starts 1.5
-per CPU) answers an audit in a fraction of the serial time. ``fetch``
-sends at most ``concurrency + 2`` requests, ``observe`` at most four
-times ``concurrency`` (three VM requests per host request: CPU, swap-out
-and network).
+The hosts are split into ``max(concurrency, ceil(hosts / page_hosts))``
+requests, and each host request is followed by at most three VM
+requests for the VMs of its hosts, so no answer grows beyond
+``page_hosts`` hosts and their VMs. Up to ``concurrency`` requests are
+in flight at once, so a Gnocchi API with several worker processes
+answers an audit in a fraction of the serial time.
 
-Values are converted to the units of :mod:`secmig.hotspot.model` (per
-second). Like Watcher, the conversion of ``rate:mean`` assumes one sample
-per granularity period (Ceilometer's polling interval equals the archive
-policy granularity).
-
-A metric that exists nowhere is not an error: its series are simply
-absent and :func:`secmig.hotspot.detect.detect` reports them as gaps. An
-unreachable Gnocchi, or any other error answer, raises
-:class:`GnocchiQueryError` naming the request that failed; so does an
-answer that is not what the request asked for (``gnocchi_bad_answer``:
-not JSON, another shape, a value that is not a finite number, a
-timestamp that is not ISO 8601), never another exception.
+A request that fails for a reason that may pass (Gnocchi unreachable, a
+timeout, HTTP 5xx or 429) is sent again, ``retry_interval`` seconds
+later, up to ``attempts`` times in all (Watcher's ``[watcher_datasources]
+query_max_retries`` and ``query_interval``); then, or on any other error
+answer, :class:`GnocchiQueryError` names the request that failed. An
+answer that is not what the request asked for (not JSON, another shape,
+a value that is not a finite number, a timestamp that is not one) raises
+it with code ``gnocchi_bad_answer``, never another exception. A metric
+that exists nowhere is not an error: its series are simply absent.
 """
 
 import collections
 from concurrent import futures
 import dataclasses
 import datetime
-import functools
 import logging
 import math
+import threading
 import time
 import typing
-import urllib.parse
 
 from gnocchiclient import exceptions as gexc
+from keystoneauth1 import exceptions as ksa_exc
 
 from secmig import exception
 from secmig.hotspot import detect
@@ -71,9 +74,19 @@ from secmig.hotspot import model
 
 LOG = logging.getLogger(__name__)
 NS = 1e9
-#: The VM kinds each of the two VM requests reads.
-INSTANCE_KINDS = ('cpu', 'swap_out')
-INTERFACE_KINDS = ('net_in', 'net_out')
+#: The VM kinds each of the two VM request kinds reads.
+INSTANCE_KINDS = ('cpu', 'resident', 'dirty')
+INTERFACE_KINDS = ('net_in', 'net_out', 'drop_in', 'drop_out')
+#: What a VM is read for when no host meter is named.
+INSTANCES_MODE_KINDS = frozenset(('cpu',) + model.COST_KINDS)
+
+_TRANSIENT = (gexc.ConnectionFailure, gexc.ConnectionTimeout,
+              gexc.UnknownConnectionError, gexc.RetryAfterException)
+#: What a malformed answer can raise inside gnocchiclient's parsing or
+#: ours (RecursionError, for nesting deeper than the parser takes, is a
+#: RuntimeError).
+_MALFORMED = (AttributeError, IndexError, KeyError, OverflowError,
+              RuntimeError, TypeError, ValueError)
 
 
 class GnocchiQueryError(exception.SecmigError):
@@ -86,9 +99,10 @@ class GnocchiQueryError(exception.SecmigError):
 class Meters:
     """Metric and resource names (Ceilometer's by default).
 
-    Host-level meters set to ``None`` are not queried. The host network
-    and swap meters are not produced by Ceilometer: name the meters an
-    operator's own pollster publishes on ``nova_compute`` resources.
+    Meters set to ``None`` are not queried. ``dirty`` and the host
+    network, swap and memory meters are not produced by Ceilometer: they
+    name the meters an operator's own pollster publishes (the dirty rate
+    on ``instance`` resources, the others on ``nova_compute`` ones).
     """
 
     instance_type: str = 'instance'
@@ -96,73 +110,84 @@ class Meters:
     host_type: str = 'nova_compute'
     host_attribute: str = 'host_name'
     cpu: str = 'cpu'
-    cpu_aggregation: str = 'rate:mean'
-    swap_out: str = 'memory.swap.out'
+    resident: typing.Optional[str] = 'memory.resident'
+    dirty: typing.Optional[str] = 'memory.dirty.rate'
     net_in: str = 'network.incoming.bytes'
     net_out: str = 'network.outgoing.bytes'
-    net_aggregation: str = 'rate:mean'
+    drop_in: str = 'network.incoming.packets.drop'
+    drop_out: str = 'network.outgoing.packets.drop'
     host_cpu_pct: typing.Optional[str] = 'compute.node.cpu.percent'
     host_net_in: typing.Optional[str] = 'host.network.incoming.bytes'
     host_net_out: typing.Optional[str] = 'host.network.outgoing.bytes'
     host_swap_out: typing.Optional[str] = 'host.memory.swap.out'
+    host_mem_free: typing.Optional[str] = 'host.memory.available'
+
+    def vm(self):
+        """``{kind: (metric, counter scale or None for a gauge)}``."""
+        return {k: v for k, v in (
+            ('cpu', (self.cpu, 1.0 / NS)),
+            ('resident', (self.resident, None)),
+            ('dirty', (self.dirty, None)),
+            ('net_in', (self.net_in, 1.0)),
+            ('net_out', (self.net_out, 1.0)),
+            ('drop_in', (self.drop_in, 1.0)),
+            ('drop_out', (self.drop_out, 1.0))) if v[0]}
+
+    def host(self):
+        """``{kind: (metric, counter scale or None)}`` of the host meters."""
+        return {k: v for k, v in (
+            ('cpu_pct', (self.host_cpu_pct, None)),
+            ('net_in', (self.host_net_in, 1.0)),
+            ('net_out', (self.host_net_out, 1.0)),
+            ('swap_out', (self.host_swap_out, 1.0)),
+            ('mem_free', (self.host_mem_free, None))) if v[0]}
 
     def names(self):
         """``{('vm'|'host', kind): metric name}`` for evidence."""
-        names = {('vm', 'cpu'): self.cpu, ('vm', 'swap_out'): self.swap_out,
-                 ('vm', 'net_in'): self.net_in,
-                 ('vm', 'net_out'): self.net_out}
-        for kind, name in self.host_gauges() + self.host_cumulative():
-            names[('host', kind)] = name
+        names = {('vm', k): n for k, (n, _) in self.vm().items()}
+        names.update({('host', k): n for k, (n, _) in self.host().items()})
         return names
-
-    def host_gauges(self):
-        """``[(kind, metric name)]`` of the host gauges queried."""
-        return [('cpu_pct', self.host_cpu_pct)] if self.host_cpu_pct else []
-
-    def host_cumulative(self):
-        """``[(kind, metric name)]`` of the host counters queried."""
-        return [(k, n) for k, n in (('net_in', self.host_net_in),
-                                    ('net_out', self.host_net_out),
-                                    ('swap_out', self.host_swap_out)) if n]
-
-    def host_names(self):
-        """Names of every host meter queried."""
-        return [n for _, n in self.host_gauges() + self.host_cumulative()]
 
 
 class AggregatesReader(object):
     """Fetch :class:`~secmig.hotspot.model.Observations` from Gnocchi.
 
-    ``requests`` counts the HTTP requests sent by this reader since it
-    was built (one per aggregates call, no retries). ``concurrency``
-    (at least 1) bounds the requests in flight at once.
+    ``requests`` counts the requests sent by this reader since it was
+    built, retries included. ``concurrency`` (at least 1) bounds the
+    requests in flight at once, ``page_hosts`` the hosts of one request;
+    ``attempts`` and ``retry_interval`` (seconds) rule the retries.
     """
 
-    def __init__(self, client, meters=None, concurrency=2):
-        if concurrency < 1:
-            raise ValueError('concurrency must be at least 1')
+    def __init__(self, client, meters=None, concurrency=2, page_hosts=1000,
+                 attempts=1, retry_interval=0.0, sleep=time.sleep):
+        if concurrency < 1 or page_hosts < 1 or attempts < 1:
+            raise ValueError('concurrency, page_hosts and attempts must be '
+                             'at least 1')
         self.client = client
         self.meters = meters or Meters()
         self.concurrency = concurrency
+        self.page_hosts = page_hosts
+        self.attempts = attempts
+        self.retry_interval = retry_interval
+        self._sleep = sleep
         self.requests = 0
-        self._dates = {}
+        self._lock = threading.Lock()
 
     def fetch(self, instance_ids, hosts, window, granularity, now=None):
         """Return the observations of ``instance_ids`` and ``hosts``.
 
-        Every meter of every instance and host, in at most
-        ``concurrency + 2`` requests. Series cover ``[now - window -
-        granularity, now]``; ``now`` defaults to the current time
+        Every meter of every instance and host. Series cover ``[now -
+        window - granularity, now]``; ``now`` defaults to the current time
         (seconds since the epoch).
         """
         now = time.time() if now is None else now
         first = self.requests
-        query = _query(now, window, granularity)
+        query = _Query(now, window, granularity)
         ids = sorted(set(instance_ids))
         with futures.ThreadPoolExecutor(self.concurrency) as pool:
             pending, _ = self._submit(pool, query, sorted(set(hosts)),
                                       dict.fromkeys(ids, model.VM_KINDS))
-            vm, host = self._collect(pending, granularity)
+            vm, host = self._collect(pending, query)
         obs = model.Observations(
             now=now, window=window, granularity=granularity, vm=vm,
             host=host, meters=self.meters.names(),
@@ -204,12 +229,12 @@ class AggregatesReader(object):
         if not wanted:
             return observations
         first = self.requests
-        query = _query(observations.now, observations.window,
+        query = _Query(observations.now, observations.window,
                        observations.granularity)
         with futures.ThreadPoolExecutor(self.concurrency) as pool:
             pending, _ = self._submit(pool, query, [],
                                       dict.fromkeys(wanted, model.VM_KINDS))
-            vm, _ = self._collect(pending, observations.granularity)
+            vm, _ = self._collect(pending, query)
         LOG.debug("Gnocchi: unread meters of %d instances read in %d "
                   "requests", len(wanted), self.requests - first)
         return dataclasses.replace(
@@ -222,47 +247,57 @@ class AggregatesReader(object):
         """Send the requests for ``hosts`` and ``vms`` to ``pool``.
 
         ``vms`` maps instance ids to the VM kinds to read: one instance
-        request per kind of :data:`INSTANCE_KINDS` (one for both when the
-        same ids need both), to the ids that need it, and one interface
-        request (:data:`INTERFACE_KINDS`) to the ids that need either
-        direction, for every direction any of them needs. The host
-        requests split ``hosts`` into at most ``concurrency`` parts.
-        Returns the pending requests for :meth:`_collect` and ``{id:
-        frozenset of the kinds asked}``.
+        request per distinct set of :data:`INSTANCE_KINDS` wanted, to the
+        ids that want it, and one interface request to the ids that want
+        any of :data:`INTERFACE_KINDS`, for every kind any of them wants.
+        The host requests split ``hosts`` into contiguous parts (see the
+        module). Returns the pending requests for :meth:`_collect` and
+        ``{id: frozenset of the kinds asked}``.
         """
-        calls = []  # (request, its argument, parser, host series?)
+        known = self.meters.vm()
+        calls = []  # (resource type, attribute, ids, kinds, details)
         asked = collections.defaultdict(frozenset)
-        groups = []  # (request, parser, ids, kinds)
-        by_ids = {}  # the instance kinds to read, by the ids needing them
-        for kind in INSTANCE_KINDS:
-            ids = tuple(sorted(i for i, kinds in vms.items() if kind in kinds))
-            if ids:
-                by_ids.setdefault(ids, []).append(kind)
-        for ids, kinds in by_ids.items():
-            groups.append((self._instances, self._instance_series, ids,
-                           tuple(kinds)))
-        ids = tuple(sorted(i for i, kinds in vms.items()
-                           if set(kinds) & set(INTERFACE_KINDS)))
-        if ids:
-            groups.append((self._interfaces, self._interface_series, ids,
-                           tuple(k for k in INTERFACE_KINDS
-                                 if any(k in vms[i] for i in ids))))
-        for request, parse, ids, kinds in groups:
+        by_kinds = collections.defaultdict(list)
+        wanted_nics = {}
+        for vm_id, kinds in sorted(vms.items()):
+            kinds = frozenset(kinds) & set(known)
+            own = frozenset(k for k in INSTANCE_KINDS if k in kinds)
+            if own:
+                by_kinds[own].append(vm_id)
+            nics = kinds & set(INTERFACE_KINDS)
+            if nics:
+                wanted_nics[vm_id] = nics
+        m = self.meters
+        for kinds, ids in sorted(by_kinds.items(), key=lambda i: i[1]):
+            calls.append((m.instance_type, 'id', ids, kinds, False))
+        if wanted_nics:
+            kinds = frozenset().union(*wanted_nics.values())
+            calls.append((m.interface_type, 'instance_id',
+                          sorted(wanted_nics), kinds, True))
+        for _, _, ids, kinds, _ in calls:
             for i in ids:
-                asked[i] |= frozenset(kinds)
-            calls.append((functools.partial(request, kinds=kinds),
-                          list(ids), parse, False))
-        if hosts and self.meters.host_names():
-            size = -(-len(hosts) // self.concurrency)  # ceiling division
-            calls += [(self._hosts, hosts[i:i + size], self._host_series,
-                       True) for i in range(0, len(hosts), size)]
-        self.requests += len(calls)
-        return [_Pending(pool.submit(request, arg, query), arg, parse,
-                         of_hosts)
-                for request, arg, parse, of_hosts in calls], dict(asked)
+                asked[i] |= kinds
+        if hosts and self.meters.host():
+            parts = max(self.concurrency, -(-len(hosts) // self.page_hosts))
+            size = -(-len(hosts) // parts)
+            calls += [(m.host_type, m.host_attribute, hosts[i:i + size],
+                       frozenset(self.meters.host()), True)
+                      for i in range(0, len(hosts), size)]
+        pending = []
+        for rtype, attribute, ids, kinds, details in calls:
+            names = (self.meters.host() if rtype == m.host_type
+                     else known)
+            operations = '(metric %s)' % ' '.join(
+                '(%s mean)' % names[k][0] for k in sorted(kinds))
+            future = pool.submit(self._fetch, operations, rtype,
+                                 {'in': {attribute: list(ids)}}, query,
+                                 details)
+            pending.append(_Pending(future, list(ids), rtype, attribute,
+                                    kinds, names, self))
+        return pending, dict(asked)
 
     @staticmethod
-    def _collect(pending, granularity):
+    def _collect(pending, query):
         """``(vm, host)`` series of answered requests; raises their errors.
 
         Entries without any series are left out.
@@ -270,149 +305,66 @@ class AggregatesReader(object):
         vm, host = {}, {}
         for request in pending:
             target = host if request.of_hosts else vm
-            for key, kind, series in request.series(granularity):
+            for key, kind, series in request.series(query):
                 target.setdefault(key, {})[kind] = series
         return vm, host
 
-    # -- one request and one parser per request kind --------------------
+    # -- one request, with retries ----------------------------------------
 
-    def _instances(self, ids, query, kinds=INSTANCE_KINDS):
-        m = self.meters
-        ops = {'cpu': '(%s %s)' % (m.cpu, m.cpu_aggregation),
-               'swap_out': '(%s mean)' % m.swap_out}
-        return self._post('(metric %s)' % ' '.join(ops[k] for k in kinds),
-                          m.instance_type, {'in': {'id': ids}}, query)
-
-    def _instance_series(self, answer, granularity):
-        """Yield ``(instance id, kind, series)``: CPU and swap-out."""
-        m = self.meters
-        for rid, metrics in self._measures(answer):
-            series = self._points(metrics, m.cpu, m.cpu_aggregation)
-            if series:
-                yield rid, 'cpu', _scale(series, 1.0 / (granularity * NS))
-            series = self._points(metrics, m.swap_out, 'mean')
-            if series:
-                yield rid, 'swap_out', _scale(_diff(series),
-                                              1.0 / granularity)
-
-    def _interfaces(self, ids, query, kinds=INTERFACE_KINDS):
-        m = self.meters
-        names = {'net_in': m.net_in, 'net_out': m.net_out}
-        return self._post('(metric %s)' % ' '.join(
-            '(%s %s)' % (names[k], m.net_aggregation) for k in kinds),
-            m.interface_type, {'in': {'instance_id': ids}}, query,
-            details=True)
-
-    def _interface_series(self, answer, granularity):
-        """Yield ``(instance id, kind, series)``: its interfaces' sums."""
-        m = self.meters
-        for iid, members in self._by_owner(answer, 'instance_id'):
-            for kind, name in (('net_in', m.net_in), ('net_out', m.net_out)):
-                totals = {}
-                for _, metrics in members:
-                    _add(totals, self._points(metrics, name,
-                                              m.net_aggregation))
-                if totals:
-                    yield iid, kind, _scale(sorted(totals.items()),
-                                            1.0 / granularity)
-
-    def _hosts(self, hosts, query):
-        m = self.meters
-        return self._post('(metric %s)' % ' '.join('(%s mean)' % n
-                                                   for n in m.host_names()),
-                          m.host_type, {'in': {m.host_attribute: hosts}},
-                          query, details=True)
-
-    def _host_series(self, answer, granularity):
-        """Yield ``(host name, kind, series)`` of the host meters."""
-        m = self.meters
-        wanted = ([(kind, name, 1.0, False) for kind, name in
-                   m.host_gauges()]
-                  + [(kind, name, 1.0 / granularity, True)
-                     for kind, name in m.host_cumulative()])
-        for host, members in self._by_owner(answer, m.host_attribute):
-            # One nova_compute resource per host; should an operator
-            # keep several, the last one read wins.
-            for _, metrics in members:
-                for kind, name, factor, counter in wanted:
-                    series = self._points(metrics, name, 'mean')
-                    if series:
-                        yield host, kind, _scale(
-                            _diff(series) if counter else series, factor)
-
-    # -- HTTP and parsing -----------------------------------------------
-
-    def _post(self, operations, resource_type, search, query, details=False):
-        """One aggregates request; None when no resource has the metric.
-
-        With ``details`` the answer lists the resources found
-        (``references``): Gnocchi serves that about 10 % faster than
-        ``groupby`` for the same answer.
-        """
-        params = dict(query, details='true' if details else 'false')
-        url = 'v1/aggregates?' + urllib.parse.urlencode(params)
-        body = {'operations': operations, 'resource_type': resource_type,
-                'search': search}
+    def _fetch(self, operations, resource_type, search, query, details):
+        """One aggregates request; None when no resource has the metrics."""
         what = '%s on %s resources' % (operations, resource_type)
-        try:
-            resp = self.client.api.post(
-                url, json=body, raise_exc=False,
-                headers={'Accept': 'application/json'})
-        except (gexc.ConnectionFailure, gexc.ConnectionTimeout,
-                gexc.UnknownConnectionError, gexc.SSLError) as e:
-            raise GnocchiQueryError(
-                'Gnocchi unreachable while reading %s: %s' % (what, e),
-                code='gnocchi_unreachable')
-        if resp.status_code == 200:
+        fetch = self.client.aggregates.fetch
+        for attempt in range(1, self.attempts + 1):
+            with self._lock:
+                self.requests += 1
             try:
-                return resp.json()
-            except ValueError as e:
+                return fetch(
+                    operations, search=search, resource_type=resource_type,
+                    start=query.start, granularity=query.granularity,
+                    details=details)
+            except gexc.NotFound as e:
+                if 'does not exist' in str(e.message):
+                    LOG.debug("Gnocchi has no data for %s: %s", what, e)
+                    return None
+                raise GnocchiQueryError('Gnocchi answered %s to %s'
+                                        % (_short(e), what))
+            except gexc.ClientException as e:
+                if e.code is not None and not _transient(e):
+                    raise GnocchiQueryError('Gnocchi answered %s to %s'
+                                            % (_short(e), what))
+                if attempt == self.attempts or not _transient(e):
+                    raise GnocchiQueryError(
+                        'Gnocchi unreachable while reading %s (%d '
+                        'attempts): %s' % (what, attempt, _short(e)),
+                        code='gnocchi_unreachable')
+                LOG.warning("secmig: Gnocchi attempt %d of %d failed (%s); "
+                            "retrying in %s s", attempt, self.attempts,
+                            _short(e), self.retry_interval)
+                self._sleep(self.retry_interval)
+            except ksa_exc.ClientException as e:
                 raise GnocchiQueryError(
-                    'Gnocchi answered %s with something other than JSON: %s'
-                    % (what, e), code='gnocchi_bad_answer')
-        description = _description(resp)
-        if resp.status_code == 404 and isinstance(description, str) and (
-                'does not exist' in description):
-            LOG.debug("Gnocchi has no data for %s: %s", what, description)
-            return None
-        raise GnocchiQueryError(
-            'Gnocchi answered HTTP %d to %s: %s'
-            % (resp.status_code, what, description))
+                    'Gnocchi cannot be asked for %s: %s: %s'
+                    % (what, type(e).__name__, e), code='gnocchi_unreachable')
+            except _MALFORMED as e:
+                raise GnocchiQueryError(
+                    'Gnocchi answered %s with a malformed answer (%s: %s)'
+                    % (what, type(e).__name__, _short(e)),
+                    code='gnocchi_bad_answer')
 
-    @staticmethod
-    def _measures(answer):
-        """``(resource id, {metric: {aggregation: points}})`` pairs."""
-        return answer['measures'].items() if answer else ()
 
-    def _by_owner(self, answer, attribute):
-        """``(attribute value, measures pairs)``: resources by owner.
+@dataclasses.dataclass(frozen=True)
+class _Query:
+    """The time frame of every request of one read."""
 
-        ``answer`` was asked with ``details``; each resource's
-        ``attribute`` (its host, its instance) comes from the references.
-        """
-        if not answer:
-            return
-        owner = {r['id']: r.get(attribute)
-                 for r in answer.get('references', ())}
-        members = collections.defaultdict(list)
-        for rid, metrics in self._measures(answer):
-            members[owner.get(rid)].append((rid, metrics))
-        for key, pairs in members.items():
-            if key is not None:
-                yield key, pairs
+    now: float
+    window: int
+    granularity: int
 
-    def _points(self, metrics, name, aggregation):
-        """One metric's series as ``[(epoch, value)]`` (maybe empty)."""
-        points = metrics.get(name, {}).get(aggregation) or ()
-        return [(self._date(ts), _number(value)) for ts, _, value in points]
-
-    def _date(self, text):
-        # Called from one thread: answers are parsed after the requests.
-        stamp = self._dates.get(text)
-        if stamp is None:
-            stamp = datetime.datetime.fromisoformat(text).timestamp()
-            self._dates[text] = stamp
-        return stamp
+    @property
+    def start(self):
+        return datetime.datetime.fromtimestamp(
+            self.now - self.window - self.granularity, datetime.timezone.utc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,10 +373,17 @@ class _Pending:
 
     future: futures.Future
     asked: list
-    parse: typing.Callable
-    of_hosts: bool
+    resource_type: str
+    attribute: str
+    kinds: frozenset
+    names: typing.Mapping
+    reader: AggregatesReader
 
-    def series(self, granularity):
+    @property
+    def of_hosts(self):
+        return self.resource_type == self.reader.meters.host_type
+
+    def series(self, query):
         """Wait for the answer; return its ``(key, kind, series)`` list.
 
         Raises the request's :class:`GnocchiQueryError`, or one coded
@@ -432,15 +391,35 @@ class _Pending:
         """
         answer = self.future.result()
         try:
-            return list(self.parse(answer, granularity))
-        except (AttributeError, IndexError, KeyError, OverflowError,
-                TypeError, ValueError) as e:
+            return list(self._series(answer, query))
+        except _MALFORMED as e:
             raise GnocchiQueryError(
                 'Gnocchi answered a request about %d %s with a malformed '
                 'answer (%s: %s)' % (len(self.asked),
                                      'hosts' if self.of_hosts else 'VMs',
-                                     type(e).__name__, e),
+                                     type(e).__name__, _short(e)),
                 code='gnocchi_bad_answer')
+
+    def _series(self, answer, query):
+        if not answer:
+            return
+        measures = answer['measures'].items()
+        if self.attribute == 'id':
+            owners = ((rid, [metrics]) for rid, metrics in measures)
+        else:
+            owners = _by_owner(answer, measures, self.attribute)
+        for owner, members in owners:
+            for kind in sorted(self.kinds):
+                name, scale = self.names[kind]
+                totals = {}
+                for metrics in members:
+                    points = _points(metrics, name)
+                    if scale is not None:
+                        points = _rates(points, scale, query)
+                    for t, v in points:
+                        totals[t] = totals.get(t, 0.0) + v
+                if totals:
+                    yield owner, kind, tuple(sorted(totals.items()))
 
 
 class HostMeterRead(object):
@@ -455,7 +434,7 @@ class HostMeterRead(object):
         self.thresholds = thresholds
         self.now = now
         self.first = reader.requests
-        self.query = _query(now, thresholds.window, thresholds.granularity)
+        self.query = _Query(now, thresholds.window, thresholds.granularity)
         self.pool = futures.ThreadPoolExecutor(reader.concurrency)
         try:
             self.pending, _ = reader._submit(self.pool, self.query, names,
@@ -475,32 +454,33 @@ class HostMeterRead(object):
 
         ``hosts`` and ``vms`` are :class:`~secmig.hotspot.model.HostInfo`
         and :class:`~secmig.hotspot.model.VmInfo` iterables (the
-        inventory). Stage 2 reads the meters of the VMs placed, in the
-        inventory, on the hosts :func:`~secmig.hotspot.detect.screen`
-        returns (none if no host needs it), of the kinds each host was
-        screened for (a host near its CPU threshold: its VMs' CPU, not
-        their network): as each host request is answered, its hosts are
-        screened and their VMs' requests sent, so an audit sends at most
-        four requests per unit of ``concurrency``. ``unread`` lists the
+        inventory). Stage 2 reads the meters of the running VMs placed,
+        in the inventory, on the hosts :func:`~secmig.hotspot.detect.
+        screen` returns, of the kinds each host was screened for (a host
+        near its CPU threshold: its VMs' CPU, not their network) and what
+        moving them costs: as each host request is answered, its hosts
+        are screened and their VMs' requests sent. ``unread`` lists the
         kinds left out per VM; :meth:`AggregatesReader.complete` reads
-        them. If no host has any host meter, every VM is read and
-        ``mode`` is ``instances``; otherwise ``mode`` is ``host_meters``
-        and ``screened`` maps the hosts read to why.
+        them. If no host meter is named, every running VM's CPU and cost
+        are read and ``mode`` is ``instances``; otherwise ``mode`` is
+        ``host_meters`` (``instances`` if no host has any) and
+        ``screened`` maps the hosts read to why.
         :func:`~secmig.hotspot.detect.detect` gives the same hotspots and
-        gaps over either result.
+        gaps as over every VM's meters.
         """
         reader, th = self.reader, self.thresholds
         hosts, vms = list(hosts), list(vms)
-        granularity = th.granularity
         infos = {h.name: h for h in hosts}
         placed = collections.defaultdict(list)
         for v in vms:
-            placed[v.host].append(v)
+            if v.running:
+                placed[v.host].append(v)
         host, screened, stage2, asked = {}, {}, [], {}
-        if not self.pending:  # no host meter is named: read every VM
+        if not self.pending:  # no host meter is named
             stage2, asked = reader._submit(
                 self.pool, self.query, [],
-                dict.fromkeys((v.id for v in vms), model.VM_KINDS))
+                dict.fromkeys((v.id for v in vms if v.running),
+                              INSTANCES_MODE_KINDS))
         by_future = {p.future: p for p in self.pending}
         for future in futures.as_completed(by_future):
             chunk, why = self._screen(by_future[future], infos, placed,
@@ -513,13 +493,13 @@ class HostMeterRead(object):
                  for v in placed[name]})
             stage2 += pending
             asked.update(chunk_asked)
-        vm, _ = reader._collect(stage2, granularity)
+        vm, _ = reader._collect(stage2, self.query)
         mode = 'host_meters' if host else 'instances'
         unread = {i: frozenset(model.VM_KINDS) - kinds
                   for i, kinds in asked.items()}
         obs = model.Observations(
-            now=self.now, window=th.window, granularity=granularity, vm=vm,
-            host=host, meters=reader.meters.names(),
+            now=self.now, window=th.window, granularity=th.granularity,
+            vm=vm, host=host, meters=reader.meters.names(),
             requests=reader.requests - self.first, mode=mode,
             screened=screened if host else {},
             unread={i: kinds for i, kinds in unread.items() if kinds})
@@ -530,8 +510,7 @@ class HostMeterRead(object):
 
     def _screen(self, request, infos, placed, margin_pct):
         """One host request's series, and its hosts that need VM reads."""
-        _, chunk = self.reader._collect([request], self.thresholds
-                                        .granularity)
+        _, chunk = self.reader._collect([request], self.query)
         stage1 = model.Observations(
             now=self.now, window=self.thresholds.window,
             granularity=self.thresholds.granularity, host=chunk,
@@ -545,23 +524,37 @@ class HostMeterRead(object):
 
 def _vm_kinds(reasons):
     """The VM kinds to read for a host screened for ``reasons``."""
-    return frozenset(model.vm_kind(reason.split(':', 1)[0])
-                     for reason in reasons)
+    kinds = set(model.COST_KINDS)
+    for reason in reasons:
+        kinds.update(model.vm_kinds(reason.split(':', 1)[0]))
+    return frozenset(kinds)
 
 
-def _query(now, window, granularity):
-    return {'start': '%.0f' % (now - window - granularity),
-            'granularity': str(granularity)}
+def _by_owner(answer, measures, attribute):
+    """``(attribute value, [metrics of each resource])``, by owner.
+
+    ``answer`` was asked with ``details``; each resource's ``attribute``
+    (its host, its instance) comes from the references.
+    """
+    owner = {r['id']: r.get(attribute)
+             for r in answer.get('references', ())}
+    members = collections.defaultdict(list)
+    for rid, metrics in measures:
+        members[owner.get(rid)].append(metrics)
+    return ((key, group) for key, group in members.items()
+            if key is not None)
 
 
-def _description(resp):
-    try:
-        body = resp.json()
-    except ValueError:
-        return resp.text[:300]
-    if isinstance(body, dict):
-        return body.get('description', body)
-    return body
+def _points(metrics, name):
+    """One metric's ``mean`` series as ``[(epoch, value)]`` (maybe [])."""
+    points = metrics.get(name, {}).get('mean') or ()
+    return [(_epoch(ts), _number(value)) for ts, _, value in points]
+
+
+def _epoch(stamp):
+    if not isinstance(stamp, datetime.datetime):
+        raise ValueError('%r is not a timestamp' % (stamp,))
+    return stamp.timestamp()
 
 
 def _number(value):
@@ -572,20 +565,28 @@ def _number(value):
     return value
 
 
-def _scale(series, factor):
-    """Per-second values; negative rates (counter resets) are dropped."""
-    return tuple((t, v * factor) for t, v in series if v >= 0)
+def _rates(points, scale, query):
+    """A counter's per-second rates, times ``scale`` (see the module).
 
-
-def _diff(series):
-    """Successive differences of a counter, as Gnocchi's ``rateofchange``.
-
-    Each difference is stamped with the later point's time.
+    Each rate is stamped with the later period; the period holding
+    ``query.now`` is left out.
     """
-    return [(t2, v2 - v1) for (_, v1), (t2, v2) in zip(series, series[1:])]
+    points = sorted(points)
+    rates = []
+    for (t1, v1), (t2, v2) in zip(points, points[1:]):
+        if t2 + query.granularity > query.now:
+            break
+        if t2 > t1 and v2 >= v1:
+            rates.append((t2, (v2 - v1) / (t2 - t1) * scale))
+    return rates
 
 
-def _add(totals, series):
-    for t, v in series:
-        if v >= 0:
-            totals[t] = totals.get(t, 0.0) + v
+def _transient(error):
+    """True for a gnocchiclient error that may pass if asked again."""
+    return isinstance(error, _TRANSIENT) or (
+        isinstance(error.code, int) and error.code >= 500)
+
+
+def _short(error):
+    text = str(error)
+    return text if len(text) <= 300 else text[:300] + '...'

@@ -4,15 +4,20 @@ A *series* is a tuple of ``(timestamp, value)`` pairs sorted by
 timestamp, where ``timestamp`` is the start of an aggregation period in
 seconds since the epoch (UTC) and ``value`` is in the unit of its kind:
 
-========== ============================================ =================
-kind       meaning                                      unit
-========== ============================================ =================
-cpu        CPU time used by a VM                        cores (CPU s/s)
-cpu_pct    CPU use of a host                            per cent
-net_in     bytes received (by the VM, or by the host)   bytes per second
-net_out    bytes sent                                   bytes per second
-swap_out   memory swapped out                           MiB per second
-========== ============================================ =================
+============ ============================================ ================
+kind         meaning                                      unit
+============ ============================================ ================
+cpu          CPU time used by a VM                        cores (CPU s/s)
+cpu_pct      CPU use of a host                            per cent
+net_in       bytes received (by the VM, or by the host)   bytes per second
+net_out      bytes sent                                   bytes per second
+drop_in      packets a VM's interfaces dropped inbound    packets/second
+drop_out     packets a VM's interfaces dropped outbound   packets/second
+resident     memory a VM holds on its host                MiB
+dirty        memory a VM dirties                          MiB per second
+swap_out     memory a host swaps out                      MiB per second
+mem_free     memory a host has available                  MiB
+============ ============================================ ================
 """
 
 import dataclasses
@@ -21,47 +26,69 @@ import typing
 
 from secmig import exception
 
-VM_KINDS = ('cpu', 'net_in', 'net_out', 'swap_out')
-HOST_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out')
+VM_KINDS = ('cpu', 'net_in', 'net_out', 'drop_in', 'drop_out', 'resident',
+            'dirty')
+HOST_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out', 'mem_free')
+#: VM kinds read with every VM that is read at all: what moving it costs.
+COST_KINDS = ('resident', 'dirty')
 
 KIB = 1024
 QUOTA_IN = 'quota:vif_inbound_average'
 QUOTA_OUT = 'quota:vif_outbound_average'
 EXPECTED_BANDWIDTH = 'secmig:expected_bandwidth'
 
+_VM_KINDS_OF_HOST = {'cpu_pct': ('cpu',), 'net_in': ('net_in', 'drop_in'),
+                     'net_out': ('net_out', 'drop_out')}
 
-def vm_kind(kind):
-    """The VM kind adding up to host kind ``kind`` (``cpu_pct``: ``cpu``)."""
-    return 'cpu' if kind == 'cpu_pct' else kind
+
+def vm_kinds(kind):
+    """The VM kinds a host of kind ``kind`` needs read of its VMs.
+
+    ``cpu_pct``: the VMs' ``cpu``; a direction of the link: the VMs'
+    bytes and drops that way; other kinds: none (only the cost kinds).
+    """
+    return _VM_KINDS_OF_HOST.get(kind, ())
 
 
 def host_kind(kind):
-    """The host kind VM kind ``kind`` adds up to (``cpu``: ``cpu_pct``)."""
-    return 'cpu_pct' if kind == 'cpu' else kind
+    """The host kind VM kind ``kind`` adds up to, or None."""
+    return {'cpu': 'cpu_pct', 'net_in': 'net_in',
+            'net_out': 'net_out'}.get(kind)
 
 
 @dataclasses.dataclass(frozen=True)
 class HostInfo:
-    """A compute host: ``cpus`` and ``link_bps`` (bytes/s, each way).
+    """A compute host, its CPUs, link and memory.
 
-    ``None`` means unknown; conditions that need the figure are then
-    reported as gaps rather than evaluated.
+    ``link_bps`` is bytes/s each way; ``memory_mb`` the physical memory
+    left to instances (total less reserved). ``None`` means unknown;
+    conditions that need the figure are then reported as gaps rather
+    than evaluated.
     """
 
     name: str
     cpus: typing.Optional[int] = None
     link_bps: typing.Optional[float] = None
+    memory_mb: typing.Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
 class VmInfo:
-    """A VM, its host, its vCPUs and its expected bandwidth (bytes/s)."""
+    """A VM, its host, its vCPUs and its expected bandwidth (bytes/s).
+
+    ``running`` False (a stopped or shelved VM) means no load and no
+    samples: Ceilometer polls no VM that does not run. ``memory_mb`` is
+    the memory (MB) its flavor gives it, which bounds what it holds on its
+    host; ``None``: unknown.
+    """
 
     id: str
     host: str
     vcpus: int = 1
     expected_in: typing.Optional[float] = None
     expected_out: typing.Optional[float] = None
+    memory_mb: typing.Optional[float] = None
+    running: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,16 +99,16 @@ class Observations:
     name to ``{kind: series}`` (host-level meters only: empty when the
     cloud has none). ``meters`` maps ``('vm'|'host', kind)`` to the name of
     the metric the series came from, for evidence. ``requests`` is the
-    number of HTTP requests spent to collect it.
+    number of HTTP requests spent to collect it (retries included).
 
-    ``mode`` says how the VMs were read: ``instances`` (every VM's
-    meters) or ``host_meters`` (host meters first, then the meters of the
-    VMs on the hosts of ``screened`` only, a mapping of host name to the
-    reasons it was read; see :func:`secmig.hotspot.detect.screen`).
+    ``mode`` says how the VMs were read: ``instances`` (every running VM)
+    or ``host_meters`` (host meters first, then the VMs on the hosts of
+    ``screened`` only, a mapping of host name to the reasons it was read;
+    see :func:`secmig.hotspot.detect.screen`).
 
     ``unread`` maps an instance id to the kinds of its load deliberately
     not read (those its host was not screened for): detection needs none
-    of them, and the planner bounds each by its host's own figure.
+    of them, and the planner bounds them.
     """
 
     now: float

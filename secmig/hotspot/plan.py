@@ -18,30 +18,44 @@ Rules, in the order they apply:
   ``backoff_max`` moves in that window it is not moved at all (reported
   as ``backoff``), so a tenant that engineers load spikes cannot make the
   cloud migrate its VMs continuously.
-* A host-level hotspot (``host_cpu``, ``host_network``, ``host_swap``)
-  moves VMs off the host until its projected figure is under the
-  threshold less ``headroom_pct``: first the smallest VM whose load is
-  enough alone, else the largest. A ``vm_bandwidth_shortfall`` moves the
-  starved VM itself, to a host whose link has room for its expected
-  bandwidth.
+* Moving a VM costs the time a pre-copy live migration takes: its
+  resident memory over what the migration sends faster than the VM
+  dirties memory (``resident / (migration_mibps - dirty rate)``). A VM
+  that dirties memory as fast as that is never moved
+  (``would_not_converge``).
+* ``host_cpu`` and ``host_network`` move VMs off the host until its
+  projected figure is under the threshold less ``headroom_pct``; each
+  time, the VM giving the most relief (its share of the load, up to the
+  excess) per second of migration goes first. ``host_swap`` moves
+  resident memory off the host, the same way, until its real free
+  memory reaches ``headroom_pct`` per cent of its memory (one VM at
+  least). A ``vm_bandwidth_shortfall`` moves the starved VM itself, to
+  a host whose link has room for its expected bandwidth.
 * A destination must be eligible for that VM, have the free vCPUs,
-  memory and disk, have complete data and no hotspot of its own, and
-  stay under every threshold less ``headroom_pct`` once the VM's load is
-  added (CPU, each network direction; a host swapping already is never a
-  destination). Among those, the least loaded wins.
-* A kind of a VM's load that was not read (``Observations.unread``: its
-  host was screened for other kinds) is bounded by its host's own
-  figure, and by the VM's vCPUs for CPU: the bound is added to a
-  destination, nothing is taken off the source (a hot host is never a
-  destination), so a move on bounds never makes a hotspot the read
-  figures would not. The bound assumes the host meter counts the VM's
-  load (traffic between VMs of one host never crosses its link).
+  memory and disk Nova counts, have real free memory for the VM's
+  resident memory with ``headroom_pct`` per cent of its memory to spare,
+  have no gap of its own and no hotspot, and stay under every threshold
+  less ``headroom_pct`` once the VM's load is added (CPU, and each
+  direction of its link where the host's link is measured). Among
+  those, the least loaded wins.
+* A host's real free memory is its available-memory meter (the lowest
+  point of the window), else its memory less what the flavors of its
+  running VMs give them (a VM holds no more).
+* A VM's load is the mean of its window. A kind not read
+  (``Observations.unread``: its host was screened for other kinds) or
+  without data is bounded: CPU by its host's figure and its vCPUs, the
+  network by its host's figure, resident memory by its flavor. A bound
+  is added to a destination and nothing is taken off the source, so a
+  move on bounds never makes a hotspot the real figures would not; the
+  network bound assumes the host meter counts the VM's traffic. An
+  unknown dirty rate counts as none, and the move's evidence says so.
 
 Every :class:`Move` carries its evidence (the hotspot's condition,
-metrics and values, the VM's load, the projected figures of both hosts,
-the policy decision); every hotspot that cannot be fully relieved is an
-:class:`Unresolved` entry with a code and the refusals counted by
-reason; every VM set aside is a :class:`Skipped` entry.
+metrics and values, the VM's load and migration cost, the projected
+figures of both hosts, the policy decision); every hotspot that cannot
+be fully relieved is an :class:`Unresolved` entry with a code and the
+refusals counted by reason; every VM set aside is a :class:`Skipped`
+entry.
 """
 
 import bisect
@@ -55,11 +69,12 @@ from secmig import exception
 from secmig.hotspot import detect
 from secmig.hotspot import model
 
-#: Kinds of load a move carries, in threshold units per host.
-LOAD_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out')
-_NET = {'in': 'net_in', 'out': 'net_out'}
-#: Kinds whose projected share of their limit ranks destinations.
+#: Kinds of load a move carries, in threshold units per host; they rank
+#: destinations by their projected share of their limit.
 _SCORED = ('cpu_pct', 'net_in', 'net_out')
+_NET = {'in': 'net_in', 'out': 'net_out'}
+#: The VM kinds of a load (see :meth:`_Planner.vm_load`).
+_LOAD = ('cpu', 'net_in', 'net_out', 'resident', 'dirty')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +88,7 @@ class Limits:
     backoff_window: int = 86400
     backoff_max: int = 3
     headroom_pct: float = 10.0
+    migration_mibps: float = 128.0
 
     def __post_init__(self):
         for name in ('max_migrations', 'max_per_source',
@@ -82,6 +98,9 @@ class Limits:
                                             code='invalid_limit')
         if self.cooldown < 0 or self.backoff_window < 0:
             raise exception.SecmigError('times must not be negative',
+                                        code='invalid_limit')
+        if not self.migration_mibps > 0:
+            raise exception.SecmigError('migration_mibps must be positive',
                                         code='invalid_limit')
 
 
@@ -201,6 +220,23 @@ def backoff(history, now, limits):
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Load:
+    """A VM's load per VM kind (cores, bytes/s, MiB, MiB/s).
+
+    ``bounded``: kinds holding a bound, not a reading; ``missing``: kinds
+    read without data; ``unknown``: kinds with neither (counted as 0).
+    """
+
+    values: typing.Mapping
+    bounded: frozenset = frozenset()
+    missing: frozenset = frozenset()
+    unknown: frozenset = frozenset()
+
+    def __getitem__(self, kind):
+        return self.values[kind]
+
+
 class _Planner(object):
     """State of one planning run (projected loads, counters, results)."""
 
@@ -216,14 +252,17 @@ class _Planner(object):
         self.eligible = eligible
         self.history = history
         self.now = now
-        self.level = {name: {k: (f.mean or 0.0) for k, f in figs.items()}
-                      for name, figs in report.figures.items()}
+        self.level = {
+            name: {k: (f.upper if k == 'cpu_pct' else f.mean or 0.0)
+                   for k, f in figs.items() if k in _SCORED}
+            for name, figs in report.figures.items()}
         self._measured = {name: dict(level)
                           for name, level in self.level.items()}
         self.placed = collections.defaultdict(list)
         for vm in vms:
             self.placed[vm.host].append(vm.id)
-        self.unusable = {g.host for g in report.gaps if g.host}
+        self.mem_free, self._mem_meter = self._free_memory(report, vms)
+        self.unusable = report.unjudged_hosts
         self.hot = set(report.hot_hosts)
         self.moved = {}
         self.out = collections.Counter()
@@ -242,58 +281,80 @@ class _Planner(object):
                              for name, h in self.hosts.items()
                              if h.cpus}.values())
 
+    def _free_memory(self, report, vms):
+        """Real free memory (MiB) per host, and the hosts it is read for."""
+        held = collections.Counter()
+        for vm in vms:
+            if vm.running:
+                held[vm.host] += vm.memory_mb or 0
+        free, meter = {}, set()
+        for name, host in self.hosts.items():
+            figure = report.figures.get(name, {}).get('mem_free')
+            if figure is not None and figure.values:
+                free[name] = min(figure.values)
+                meter.add(name)
+            elif host.memory_mb is not None:
+                free[name] = host.memory_mb - held[name]
+        return free, meter
+
     # -- loads -------------------------------------------------------------
 
     def vm_load(self, vm_id):
-        """Mean load of a VM per kind (cores for CPU), or None if unknown.
-
-        Unread kinds hold their bound (:meth:`bounded`).
-        """
-        if vm_id in self._load_cache:
-            return self._load_cache[vm_id]
+        """A VM's :class:`_Load` over the window (see the module)."""
+        load = self._load_cache.get(vm_id)
+        if load is not None:
+            return load
         series = self.obs.vm.get(vm_id, {})
         start = self.obs.now - self.th.window
         unread = self.obs.unread.get(vm_id, ())
-        load = {}
-        for kind in ('cpu', 'net_in', 'net_out', 'swap_out'):
-            if kind in unread:
-                load[kind] = self._bound(vm_id, kind)
-                if load[kind] is None:
-                    load = None
-                    break
+        values, bounded, missing, unknown = {}, set(), set(), set()
+        for kind in _LOAD:
+            points = [] if kind in unread else [
+                v for t, v in series.get(kind, ()) if t >= start]
+            if points:
+                values[kind] = sum(points) / len(points)
                 continue
-            values = [v for t, v in series.get(kind, ()) if t >= start]
-            if not values:
-                load = None
-                break
-            load[kind] = sum(values) / len(values)
+            if kind not in unread:
+                missing.add(kind)
+            bound = self._bound(vm_id, kind)
+            if bound is None:
+                values[kind] = 0.0
+                unknown.add(kind)
+            else:
+                values[kind] = bound
+                bounded.add(kind)
+        load = _Load(values, frozenset(bounded), frozenset(missing),
+                     frozenset(unknown))
         self._load_cache[vm_id] = load
         return load
 
     def _bound(self, vm_id, kind):
-        """Upper bound of an unread kind of a VM's load, or None."""
+        """Upper bound of an unread or unknown kind of a VM's load."""
         vm = self.vms.get(vm_id)
         if vm is None:
+            return None
+        if kind == 'resident':
+            return vm.memory_mb
+        if kind == 'dirty':
             return None
         measured = self._measured.get(vm.host, {})
         if kind != 'cpu':
             return measured.get(kind)
         host = self.hosts.get(vm.host)
-        if 'cpu_pct' not in measured or not (host and host.cpus):
-            return None
-        return min(measured['cpu_pct'] * host.cpus / 100.0, vm.vcpus)
+        if 'cpu_pct' in measured and host and host.cpus:
+            return min(measured['cpu_pct'] * host.cpus / 100.0, vm.vcpus)
+        return vm.vcpus
 
-    def bounded(self, vm_id):
-        """The host kinds of a VM's load that are bounds, not readings."""
-        return frozenset(model.host_kind(k)
-                         for k in self.obs.unread.get(vm_id, ()))
+    def cost(self, load):
+        """Seconds a pre-copy migration of ``load`` takes (inf: never)."""
+        rate = self.limits.migration_mibps - load['dirty']
+        return load['resident'] / rate if rate > 0 else math.inf
 
     def as_host(self, load, host):
         """A VM's load in the host's threshold units."""
         cpus = self.hosts[host].cpus
         return {'cpu_pct': load['cpu'] * 100.0 / cpus if cpus else math.inf,
-                'net_in': load['net_in'], 'net_out': load['net_out'],
-                'swap_out': load['swap_out']}
+                'net_in': load['net_in'], 'net_out': load['net_out']}
 
     def added(self, load, host, extra=None):
         """What a VM adds to ``host``; ``extra`` overrides some kinds."""
@@ -310,12 +371,15 @@ class _Planner(object):
         head = self.limits.headroom_pct
         if kind == 'cpu_pct':
             return self.th.host_cpu_pct - head
-        if kind == 'swap_out':
-            return self.th.swap_out_mibps
         link = self.hosts[host].link_bps
         if not link:
             return math.inf
         return link * (self.th.host_net_pct - head) / 100.0
+
+    def reserve(self, host):
+        """Memory (MiB) a host keeps free after a move."""
+        return (self.hosts[host].memory_mb or 0.0) * (
+            self.limits.headroom_pct / 100.0)
 
     # -- destinations --------------------------------------------------------
 
@@ -414,12 +478,14 @@ class _Planner(object):
         free = self.free.get(name)
         if free is None or not free.fits(cand.needs):
             return 'no_capacity'
-        if not self.hosts[name].cpus:
-            return 'destination_data_incomplete'
-        add = self.added(load, name, extra)
         level = self.level[name]
-        if level.get('swap_out', 0.0) >= self.th.swap_out_mibps:
-            return 'would_overload'
+        if not self.hosts[name].cpus or not set(extra or ()) <= set(level):
+            return 'destination_data_incomplete'
+        memory = self.mem_free.get(name)
+        if (memory is not None
+                and memory - load['resident'] < self.reserve(name)):
+            return 'no_free_memory'
+        add = self.added(load, name, extra)
         for kind in _SCORED:
             if level.get(kind, 0.0) + add[kind] >= self.limit(name, kind):
                 return 'would_overload'
@@ -436,8 +502,12 @@ class _Planner(object):
                                              'not in the cluster model')
         if blocked is None:
             blocked = backoff(self.history.get(vm_id), self.now, self.limits)
-        if blocked is None and self.vm_load(vm_id) is None:
-            blocked = ('missing_data', 'its load over the window is unknown')
+        if blocked is None:
+            load = self.vm_load(vm_id)
+            if math.isinf(self.cost(load)):
+                blocked = ('would_not_converge', 'dirties %.0f MiB/s: a '
+                           'migration at %.0f MiB/s would never finish'
+                           % (load['dirty'], self.limits.migration_mibps))
         if blocked is None:
             return True
         self._skip(vm_id, host, blocked)
@@ -452,15 +522,20 @@ class _Planner(object):
                extra=None):
         at_src = self.as_host(load, source)
         at_dst = self.added(load, destination, extra)
-        bounded = self.bounded(vm_id)
-        before = {'source': dict(self.level[source]),
-                  'destination': dict(self.level[destination])}
-        for kind in LOAD_KINDS:
-            if kind not in bounded:
-                self.level[source][kind] = self.level[source].get(
-                    kind, 0.0) - at_src[kind]
-            self.level[destination][kind] = self.level[destination].get(
-                kind, 0.0) + at_dst[kind]
+        bounded = {model.host_kind(k) for k in load.bounded}
+        before = {'source': self._state(source),
+                  'destination': self._state(destination)}
+        for kind in _SCORED:
+            if kind not in bounded and kind in self.level[source]:
+                self.level[source][kind] -= at_src[kind]
+            if kind in self.level[destination]:
+                self.level[destination][kind] += at_dst[kind]
+        if source in self.mem_free and (
+                'resident' not in load.bounded
+                or source not in self._mem_meter):
+            self.mem_free[source] += load['resident']
+        if destination in self.mem_free:
+            self.mem_free[destination] -= load['resident']
         needs = (self.candidates.get(vm_id) or Candidate(vm_id)).needs
         self.free[source] = self.free.get(source, Resources()).minus(
             needs, -1)
@@ -475,13 +550,17 @@ class _Planner(object):
                             instance=hotspot.instance,
                             severity=_round(hotspot.severity)),
             'instance_load': {k: _round(v) for k, v in at_src.items()},
-            'instance_load_bounded': sorted(bounded),
-            'source': {'host': source,
-                       'before': _rounded(before['source']),
-                       'after': _rounded(self.level[source])},
+            'instance_load_bounded': sorted(load.bounded),
+            'instance_load_unknown': sorted(load.unknown),
+            'migration': {'resident_mib': _round(load['resident']),
+                          'dirty_mibps': _round(load['dirty']),
+                          'migration_mibps': self.limits.migration_mibps,
+                          'estimated_seconds': _round(self.cost(load))},
+            'source': {'host': source, 'before': before['source'],
+                       'after': self._state(source)},
             'destination': {'host': destination,
-                            'before': _rounded(before['destination']),
-                            'after': _rounded(self.level[destination])},
+                            'before': before['destination'],
+                            'after': self._state(destination)},
             'policy': {'code': decision.code,
                        'rule': decision.details.get('rule'),
                        'policy_digest': decision.details.get('policy_digest'),
@@ -489,6 +568,13 @@ class _Planner(object):
         }
         self.moves.append(Move(vm_id, source, destination, hotspot.condition,
                                evidence))
+
+    def _state(self, host):
+        """A host's projected figures, for evidence."""
+        state = _rounded(self.level[host])
+        if host in self.mem_free:
+            state['mem_free'] = _round(self.mem_free[host])
+        return state
 
     def room(self):
         return len(self.moves) < self.limits.max_migrations
@@ -498,26 +584,33 @@ class _Planner(object):
                                           hotspot.instance, code, reason,
                                           details))
 
+    def capped(self, hotspot, host):
+        """Leave ``hotspot`` if the audit or ``host`` is at its cap."""
+        if not self.room():
+            self.leave(hotspot, 'audit_cap', 'the audit reached its limit '
+                       'of %d migrations' % self.limits.max_migrations)
+            return True
+        if self.out[host] >= self.limits.max_per_source:
+            self.leave(hotspot, 'source_cap', '%s is already the source of '
+                       '%d migrations in this audit' % (host, self.out[host]))
+            return True
+        return False
+
     # -- hotspots ------------------------------------------------------------
 
     def relieve(self, hotspot):
         if hotspot.condition == detect.VM_BANDWIDTH:
             return self._relieve_vm(hotspot)
-        kind = {detect.HOST_CPU: 'cpu_pct', detect.HOST_SWAP: 'swap_out',
-                detect.HOST_NETWORK: _NET.get(
-                    hotspot.evidence.get('direction'))}[hotspot.condition]
+        if hotspot.condition == detect.HOST_SWAP:
+            return self._relieve_swap(hotspot)
+        kind = ('cpu_pct' if hotspot.condition == detect.HOST_CPU
+                else _NET[hotspot.evidence['direction']])
         host = hotspot.host
         target = self.limit(host, kind)
         refusals = collections.Counter()
         while self.level[host].get(kind, 0.0) >= target:
-            if not self.room():
-                return self.leave(hotspot, 'audit_cap', 'the audit reached '
-                                  'its limit of %d migrations'
-                                  % self.limits.max_migrations)
-            if self.out[host] >= self.limits.max_per_source:
-                return self.leave(hotspot, 'source_cap', '%s is already the '
-                                  'source of %d migrations in this audit'
-                                  % (host, self.out[host]))
+            if self.capped(hotspot, host):
+                return None
             excess = self.level[host][kind] - target
             chosen = self._pick(host, kind, excess, refusals)
             if chosen is None:
@@ -525,22 +618,58 @@ class _Planner(object):
             vm_id, destination, decision, load = chosen
             self.commit(vm_id, host, destination, hotspot, decision, load)
 
+    def _relieve_swap(self, hotspot):
+        host = hotspot.host
+        refusals = collections.Counter()
+        moved = 0
+        while True:
+            free = self.mem_free.get(host)
+            missing = None if free is None else self.reserve(host) - free
+            if moved and (missing is None or missing <= 0):
+                return None
+            if self.capped(hotspot, host):
+                return None
+            chosen = self._pick(host, 'resident', max(missing or 0.0, 0.0),
+                                refusals)
+            if chosen is None:
+                return self._stuck(hotspot, host, refusals)
+            vm_id, destination, decision, load = chosen
+            self.commit(vm_id, host, destination, hotspot, decision, load)
+            moved += 1
+
     def _pick(self, host, kind, excess, refusals):
-        """The VM to move off ``host`` and where, or None."""
+        """``(vm, destination, decision, load)`` to move off ``host``.
+
+        ``kind`` is the host kind relieved, or ``resident`` for memory;
+        ``excess`` what is over the line (0: any relief counts). None if
+        no VM can go anywhere.
+        """
         options = []
+        vm_kind = 'resident' if kind == 'resident' else {
+            'cpu_pct': 'cpu'}.get(kind, kind)
         for vm_id in self.placed[host]:
             if not self.movable(vm_id, host):
                 continue
-            if kind in self.bounded(vm_id):  # its share would be a guess
-                self._skip(vm_id, host, ('unread_load', 'its %s load was '
-                                         'not read' % kind))
+            load = self.vm_load(vm_id)
+            # A share that is a bound would be a guess (resident memory
+            # excepted: what moves is at most the VM's flavor).
+            if vm_kind != 'resident' and (
+                    vm_kind in load.bounded | load.unknown):
+                self._skip(vm_id, host, (
+                    'missing_data', 'its %s over the window is unknown'
+                    % vm_kind) if vm_kind in load.missing else (
+                    'unread_load', 'its %s load was not read' % vm_kind))
                 continue
-            share = self.as_host(self.vm_load(vm_id), host)[kind]
-            if share > 0:
-                options.append((share, vm_id))
-        enough = sorted(o for o in options if o[0] >= excess)
-        rest = sorted((o for o in options if o[0] < excess), reverse=True)
-        for _, vm_id in enough + rest:
+            share = (load['resident'] if kind == 'resident'
+                     else self.as_host(load, host)[kind])
+            if share <= 0:
+                continue
+            relief = min(share, excess) if excess > 0 else share
+            cost = self.cost(load)
+            # Alike in relief per second, the cheaper move, then the
+            # smaller load (it burdens its destination less) goes first.
+            options.append((-relief / max(cost, 1e-9), cost, share, vm_id))
+        for *_, vm_id in sorted(options):
             load = self.vm_load(vm_id)
             destination, decision, why = self.destination_for(vm_id, host,
                                                               load)
@@ -569,14 +698,8 @@ class _Planner(object):
             code = skipped[0].code if skipped else 'not_movable'
             return self.leave(hotspot, code, 'the starved VM may not be '
                               'moved now')
-        if not self.room():
-            return self.leave(hotspot, 'audit_cap', 'the audit reached its '
-                              'limit of %d migrations'
-                              % self.limits.max_migrations)
-        if self.out[host] >= self.limits.max_per_source:
-            return self.leave(hotspot, 'source_cap', '%s is already the '
-                              'source of %d migrations in this audit'
-                              % (host, self.out[host]))
+        if self.capped(hotspot, host):
+            return None
         kind = _NET[hotspot.evidence['direction']]
         load = self.vm_load(vm_id)
         extra = {kind: hotspot.evidence['expected_bps']}

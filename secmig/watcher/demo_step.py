@@ -20,9 +20,12 @@ store, and writes OUTPUT: ``{"actions": [...], "requests": N,
 (``nop`` evidence decoded).
 """
 
+import datetime
 import json
 import sys
+import urllib.parse
 
+from gnocchiclient import exceptions as gexc
 from watcher import objects
 
 objects.register_all()
@@ -60,6 +63,43 @@ def build_model(hosts, vms):
     return model
 
 
+class EmbeddedAggregates(object):
+    """gnocchiclient's ``aggregates.fetch`` over the embedded store.
+
+    :class:`secmig.demo.metrics.EmbeddedMetricStore` answers the
+    aggregates request as Gnocchi's HTTP API does; this gives it the
+    client-side API the hotspot reader calls: the same URL and body, an
+    error answer raised as gnocchiclient raises it, timestamps turned
+    into datetimes.
+    """
+
+    def __init__(self, store):
+        self.store = store
+
+    def fetch(self, operations, search=None, resource_type='generic',
+              start=None, granularity=None, details=False, **unused):
+        url = 'v1/aggregates?' + urllib.parse.urlencode({
+            'start': '%.0f' % start.timestamp(),
+            'granularity': str(granularity),
+            'details': 'true' if details else 'false'})
+        response = self.store.aggregates(url, {
+            'operations': operations, 'resource_type': resource_type,
+            'search': search})
+        answer = response.json()
+        if response.status_code != 200:
+            description = answer.get('description')
+            error = (gexc.NotFound if response.status_code == 404
+                     else gexc.ClientException)
+            raise error(response.status_code, description)
+        for metrics_ in answer['measures'].values():
+            for aggregations in metrics_.values():
+                for name, points in aggregations.items():
+                    aggregations[name] = [
+                        (datetime.datetime.fromisoformat(t), g, v)
+                        for t, g, v in points]
+        return answer
+
+
 def metric_client(spec):
     """A gnocchiclient for a real Gnocchi, or the embedded store's."""
     if spec['store'] == 'gnocchi':
@@ -70,7 +110,14 @@ def metric_client(spec):
                        [gnocchi.SimVm(**v) for v in spec['vms']],
                        points=spec['points'],
                        granularity=spec['granularity'], now=spec['now'])
-    return store.client()
+    return embedded_client(store)
+
+
+def embedded_client(store):
+    """The embedded store's client, with :class:`EmbeddedAggregates`."""
+    client = store.client()
+    client.aggregates = EmbeddedAggregates(store)
+    return client
 
 
 def run(spec):

@@ -93,7 +93,9 @@ def _usable_destination(node):
 def inventory(compute_model, link_bps, link_overrides=None, history=None):
     """Build an :class:`Inventory` from a Watcher ``ModelRoot``.
 
-    Disabled or offline nodes stay in the inventory (their hotspots are
+    A node's memory is its physical memory less what it reserves; an
+    instance runs when its state is ``active`` (Ceilometer polls no
+    other). Disabled or offline nodes stay in the inventory (their hotspots are
     still found) but get no free resources, so nothing moves onto them.
     A node's free resources are its capacity less its instances' needs,
     as ``ModelRoot.get_node_free_resources`` computes them. ``history``
@@ -111,7 +113,8 @@ def inventory(compute_model, link_bps, link_overrides=None, history=None):
         inv.nodes[name] = node
         inv.hosts.append(model.HostInfo(
             name, cpus=node.vcpus or None,
-            link_bps=overrides.get(name, link_bps)))
+            link_bps=overrides.get(name, link_bps),
+            memory_mb=max(node.memory - node.memory_mb_reserved, 0)))
         vcpus = memory = disk = 0
         for instance in compute_model.get_node_instances(node):
             needs = _add_instance(inv, instance, name)
@@ -135,8 +138,10 @@ def _add_instance(inv, instance, hostname):
         inv.errors.append('instance %s: %s' % (uuid, e))
         expected_in = expected_out = None
     inv.objects[uuid] = instance
-    inv.vms.append(model.VmInfo(uuid, hostname, vcpus or 1, expected_in,
-                                expected_out))
+    inv.vms.append(model.VmInfo(
+        uuid, hostname, vcpus or 1, expected_in, expected_out,
+        memory_mb=instance.memory,
+        running=instance.state == element.InstanceState.ACTIVE.value))
     return vcpus, instance.memory, instance.disk
 
 

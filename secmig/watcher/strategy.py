@@ -86,46 +86,53 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
 
     *Description*
 
-        Reads Gnocchi in a few aggregates requests (at most four times
-        ``gnocchi_concurrency`` plus two, ten by default), whatever the
-        cluster's size: host meters first where the cloud publishes them
-        (``compute.node.cpu.percent``, operator host network and swap
-        meters), then per-instance meters only for the VMs on hosts
-        whose host figures are near a threshold, whose link is saturated
-        or whose host meters are missing (every VM without host meters),
-        and only of the kinds concerned; an unread kind of a VM's load is
-        bounded by its host's figure (read after all if that bound leaves
-        a hotspot without a destination).
-        It finds every hotspot of three
-        kinds: a VM that does not get its expected network bandwidth while
-        its host's link is saturated; a host whose CPU or network use
-        stays above a threshold over the observation window; a host that
-        swaps memory out faster than a threshold. It then plans several
-        live migrations in one audit, worst hotspot first: each VM goes to
-        a host that secmig would accept (valid certificate, clearance and
-        migration policy, the checks of the Nova scheduler filter), that
-        has the free vCPUs, memory and disk, and that stays under every
-        threshold once the VM's load is added. The number of migrations is
-        bounded per audit and per host; a VM moved recently waits out a
-        cooldown that doubles with each move, and a VM moved too often is
-        left alone and reported. Every migration is preceded by a ``nop``
-        action whose message is the evidence (condition, metrics, values,
-        projected loads, policy decision), so the action plan records why
-        each VM moves.
+        Reads Gnocchi in a few aggregates requests (at most four per host
+        request, ``gnocchi_concurrency`` host requests of at most
+        ``gnocchi_page_hosts`` hosts, plus two), whatever the cluster's
+        size: host meters first where the cloud publishes them, then
+        per-instance meters only for the running VMs on hosts whose host
+        figures are near a threshold, whose link is saturated or whose
+        host CPU meter is missing, and only of the kinds concerned; an
+        unread kind of a VM's load is bounded (read after all if that
+        bound leaves a hotspot without a destination).
+        It finds every hotspot of three kinds: a VM that does not get
+        its expected network bandwidth while its host's link is
+        saturated and it wants more (its interfaces drop packets, or its
+        throughput is held at a ceiling); a host whose CPU or link use
+        stays above a threshold over the observation window; a host
+        that swaps memory out faster than a threshold. It then plans
+        several live migrations in one audit, worst hotspot first: each
+        time the VM that gives the most relief per second of migration
+        (resident memory and dirty rate) goes to a host that secmig
+        would accept (valid certificate, clearance and migration policy,
+        the checks of the Nova scheduler filter), that has the free
+        vCPUs, memory and disk, real free memory for it, and that stays
+        under every threshold once the VM's load is added. A swapping
+        host sends resident memory to hosts with real free memory. The
+        number of migrations is bounded per audit and per host; a VM moved
+        recently waits out a cooldown that doubles with each move, and a
+        VM moved too often is left alone and reported. Every migration
+        is preceded by a ``nop`` action whose message is the evidence
+        (condition, metrics, values, projected loads, migration cost,
+        policy decision), so the action plan records why each VM moves.
 
     *Requirements*
 
-        * Ceilometer publishing ``cpu``, ``memory.swap.out`` (instance)
-          and ``network.incoming.bytes``/``network.outgoing.bytes``
+        * Ceilometer publishing ``cpu`` and ``memory.resident``
+          (instance) and ``network.incoming.bytes``,
+          ``network.outgoing.bytes`` and their ``packets.drop`` meters
           (``instance_network_interface``) to Gnocchi, with an archive
-          policy offering ``rate:mean`` and ``mean`` at the audit's
-          granularity.
-        * Optional host meters on ``nova_compute`` resources (attribute
+          policy offering ``mean``.
+        * Host meters on ``nova_compute`` resources (attribute
           ``host_name``): ``compute.node.cpu.percent`` (Nova's
-          ``compute_monitors``) and cumulative host network and swap-out
-          meters published by the operator, named by the ``host_*_meter``
-          parameters. They let an audit skip the VMs of quiet hosts.
-        * Watcher's ``[gnocchi_client]`` configuration.
+          ``compute_monitors``), and from the operator's own pollster
+          the host's link and swap-out counters and available memory,
+          named by the ``host_*_meter`` parameters. Without a host's
+          link meters its link and its VMs' bandwidth are not judged;
+          without its swap meter its swapping is not judged; the
+          report action lists what was not evaluated.
+        * Watcher's ``[gnocchi_client]`` and ``[watcher_datasources]``
+          configuration (retries).
         * secmig's configuration (``[watcher_strategies.secmig_hotspot]
           config_file``): the CA certificate and CRL in ``[pki]
           cert_dir``, host certificates in ``[watcher] host_cert_dir``,
@@ -139,12 +146,10 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
           ``link_gbps_by_host``) give each host's link speed.
         * Loads are window means; a VM's load on its new host is assumed
           to equal its load on the old one (its expected bandwidth for a
-          starved VM). Swap-out is assumed to stop on a host with free
-          memory.
-        * Policy rules on aggregates or availability zones refuse every
-          destination: Watcher's model does not carry them. Nova's
-          scheduler filter and the compute hosts check every migration
-          again.
+          starved VM). Swap-out is assumed to stop on a host with real
+          free memory.
+        * Nova's scheduler filter and the compute hosts check every
+          migration again.
     """
 
     def __init__(self, config, osc=None):
@@ -232,13 +237,18 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                                        'a VM is left alone.', 3, 0,
                                        'integer'),
                 'headroom': n('Points (%) under each threshold a host must '
-                              'stay after a move.', 10.0, 0, maximum=99),
+                              'stay after a move, and share (%) of its '
+                              'memory it keeps free.', 10.0, 0,
+                              maximum=99),
                 'gnocchi_concurrency': n(
                     'Gnocchi requests in flight at once; the host meters '
                     'are read in this many requests, each followed by up '
                     'to three for the VMs of its hosts that need them.', 2,
                     1,
                     'integer', maximum=3),
+                'gnocchi_page_hosts': n(
+                    'Hosts read in one Gnocchi request at most: bounds '
+                    'the size of every answer.', 1000, 1, 'integer'),
                 'host_meter_margin': n(
                     'Hosts whose host-meter peak is within this share (%) '
                     'of a threshold get their VMs\' meters read too.',
@@ -255,13 +265,23 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                 'host_swap_out_meter': _schema_meter(
                     'Cumulative MiB swapped out by a host.',
                     gnocchi_query.Meters.host_swap_out),
+                'host_mem_free_meter': _schema_meter(
+                    'Memory (MiB) a host has available.',
+                    gnocchi_query.Meters.host_mem_free),
+                'dirty_rate_meter': _schema_meter(
+                    'Memory (MiB/s) an instance dirties, on instance '
+                    'resources.', gnocchi_query.Meters.dirty),
+                'migration_bandwidth': n(
+                    'MiB/s a live migration sends, to weigh what moving '
+                    'a VM costs.', 128.0, 1),
                 'on_missing_data': {
                     'description': 'fail: the audit fails when any figure '
                                    'is missing or stale; report: plan for '
-                                   'the hosts with complete data and list '
+                                   'the hosts that can be judged and list '
                                    'the missing data in a report action. '
                                    'The audit always fails when Gnocchi '
-                                   'cannot be read or no host has data.',
+                                   'cannot be read or no host can be '
+                                   'judged.',
                     'type': 'string', 'enum': ['fail', 'report'],
                     'default': 'report'},
             },
@@ -302,7 +322,8 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             max_per_source=p('max_migrations_per_source'),
             max_per_destination=p('max_migrations_per_destination'),
             cooldown=p('cooldown'), backoff_window=p('backoff_window'),
-            backoff_max=p('backoff_max_moves'), headroom_pct=p('headroom'))
+            backoff_max=p('backoff_max_moves'), headroom_pct=p('headroom'),
+            migration_mibps=p('migration_bandwidth'))
 
     def meters(self):
         p = self._param
@@ -310,7 +331,9 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             host_cpu_pct=p('host_cpu_meter') or None,
             host_net_in=p('host_net_in_meter') or None,
             host_net_out=p('host_net_out_meter') or None,
-            host_swap_out=p('host_swap_out_meter') or None)
+            host_swap_out=p('host_swap_out_meter') or None,
+            host_mem_free=p('host_mem_free_meter') or None,
+            dirty=p('dirty_rate_meter') or None)
 
     def _verdicts(self, conf):
         key = (conf.pki.cert_dir, conf.pki.expiry_margin,
@@ -367,7 +390,8 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         th, limits = self.thresholds(), self.limits()
         client = self.gnocchi_client or self.osc.gnocchi()
         reader = gnocchi_query.AggregatesReader(
-            client, self.meters(), self._param('gnocchi_concurrency'))
+            client, self.meters(), self._param('gnocchi_concurrency'),
+            self._param('gnocchi_page_hosts'))
         names = [n.hostname for n in
                  self.compute_model.get_all_compute_nodes().values()]
         with self._gnocchi_errors(reader):
@@ -445,21 +469,26 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                  '%d host(s) read per VM' % len(obs.screened))
 
     def _check_data(self, report, inv):
+        for item in report.unevaluated:
+            LOG.warning("secmig: %s not evaluated on %d host(s): no %s "
+                        "data", item.condition, len(item.hosts), item.meter)
         if not report.gaps:
             return
         gaps = [g.as_dict() for g in report.gaps]
-        hosts = {g.host for g in report.gaps}
-        LOG.warning("secmig: data missing or stale for %d host(s): %s",
-                    len(hosts), json.dumps(gaps[:REPORT_LIMIT]))
+        unjudged = report.unjudged_hosts
+        LOG.warning("secmig: data missing or stale for %d host(s) and "
+                    "%d VM(s): %s", len(unjudged),
+                    len({g.instance for g in report.gaps if g.instance}),
+                    json.dumps(gaps[:REPORT_LIMIT]))
         if (self._param('on_missing_data') == 'fail'
-                or hosts >= {h.name for h in inv.hosts}):
+                or unjudged >= {h.name for h in inv.hosts}):
             raise HotspotAuditError(
                 secmig_code='metrics_missing',
-                reason='%d figure(s) missing or stale on %d of %d host(s), '
-                       'so hotspots cannot be ruled out: %s'
-                       % (len(gaps), len(hosts), len(inv.hosts),
-                          '; '.join(g.reason for g in
-                                    report.gaps[:REPORT_LIMIT])))
+                reason='%d figure(s) missing or stale, %d of %d host(s) '
+                       'cannot be judged, so hotspots cannot be ruled out: '
+                       '%s' % (len(gaps), len(unjudged), len(inv.hosts),
+                               '; '.join(g.reason for g in
+                                         report.gaps[:REPORT_LIMIT])))
 
     def _migrate(self, inv, move):
         instance = inv.objects[move.instance]
@@ -494,10 +523,13 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         for item in plan.unresolved:
             LOG.warning("secmig: %s on %s not relieved: %s (%s)",
                         item.condition, item.host, item.reason, item.code)
-        if not (plan.unresolved or plan.skipped or report.gaps):
+        if not (plan.unresolved or plan.skipped or report.gaps
+                or report.unevaluated):
             return
         message = {
             'secmig': 'report',
+            'unevaluated': [u.as_dict(REPORT_LIMIT)
+                            for u in report.unevaluated],
             'unresolved': [u.as_dict() for u in plan.unresolved],
             'skipped': [s.as_dict() for s in plan.skipped[:REPORT_LIMIT]],
             'skipped_total': len(plan.skipped),

@@ -30,13 +30,22 @@ def observe(vm=None, host=None):
                               meters={('vm', 'cpu'): 'cpu',
                                       ('vm', 'net_in'): 'network.in',
                                       ('vm', 'net_out'): 'network.out',
-                                      ('vm', 'swap_out'): 'memory.swap.out',
-                                      ('host', 'cpu_pct'): 'host.cpu'})
+                                      ('vm', 'drop_in'): 'drop.in',
+                                      ('host', 'cpu_pct'): 'host.cpu',
+                                      ('host', 'net_in'): 'host.net.in',
+                                      ('host', 'net_out'): 'host.net.out',
+                                      ('host', 'swap_out'): 'host.swap'})
 
 
-def quiet(cpu=0.2, net=1 * MB, swap=0.0):
-    return {'cpu': flat(cpu), 'net_in': flat(net), 'net_out': flat(net),
-            'swap_out': flat(swap)}
+def quiet(cpu=0.2, net=1 * MB):
+    return {'cpu': flat(cpu), 'net_in': flat(net), 'net_out': flat(net)}
+
+
+def meters(net_in=10 * MB, net_out=10 * MB, swap=0.0, **more):
+    """Host meters of a link and of swap (and ``more`` kinds)."""
+    return dict({'net_in': flat(net_in), 'net_out': flat(net_out),
+                 'swap_out': flat(swap)},
+                **{k: flat(v) for k, v in more.items()})
 
 
 HOST = model.HostInfo('h1', cpus=4, link_bps=GBIT)
@@ -55,8 +64,9 @@ def conditions(report):
 class TestNoHotspot(unittest.TestCase):
 
     def test_quiet_cluster_is_complete_and_cold(self):
-        # Given two hosts whose VMs all report low figures
-        obs = observe(vm={i: quiet() for i in ('a', 'b', 'c', 'd')})
+        # Given two hosts whose VMs and host meters all report low figures
+        obs = observe(vm={i: quiet() for i in ('a', 'b', 'c', 'd')},
+                      host={'h1': meters(), 'h2': meters()})
         # When
         report = detect.detect([HOST, OTHER],
                                vms('a', 'b') + vms('c', 'd', host='h2'),
@@ -64,12 +74,14 @@ class TestNoHotspot(unittest.TestCase):
         # Then no hotspot, and no gap: a genuine "all clear"
         self.assertEqual([], conditions(report))
         self.assertEqual([], [g.as_dict() for g in report.gaps])
+        self.assertEqual((), report.unevaluated)
         self.assertTrue(report.complete)
         self.assertEqual('instances', report.figures['h1']['cpu_pct'].source)
         self.assertAlmostEqual(10.0, report.figures['h1']['cpu_pct'].mean)
 
     def test_host_without_vms_is_idle_not_missing(self):
-        report = detect.detect([HOST], [], observe(), TH)
+        report = detect.detect([HOST], [], observe(host={'h1': meters()}),
+                               TH)
         self.assertEqual((), report.hotspots)
         self.assertTrue(report.complete)
 
@@ -88,7 +100,8 @@ class TestHostCpu(unittest.TestCase):
         self.assertEqual((10, 10), (ev['points'], ev['points_over']))
         self.assertAlmostEqual(90.0, ev['mean'])
         self.assertEqual(600, ev['window'])
-        self.assertGreater(report.hotspots[0].severity, 1)
+        # the share of the load beyond the line
+        self.assertAlmostEqual(1 - 80 / 90, report.hotspots[0].severity)
 
     def test_single_spike_is_not_a_hotspot(self):
         cpu = series([0.4] * 9 + [4.0])
@@ -129,65 +142,130 @@ class TestHostCpu(unittest.TestCase):
 class TestHostNetworkAndSwap(unittest.TestCase):
 
     def test_outbound_link_above_threshold(self):
-        obs = observe(vm={'a': dict(quiet(), net_out=flat(60 * MB)),
-                          'b': dict(quiet(), net_out=flat(50 * MB))})
+        obs = observe(vm={'a': quiet(), 'b': quiet()},
+                      host={'h1': meters(net_out=110 * MB)})
         report = detect.detect([HOST], vms('a', 'b'), obs, TH)
         self.assertEqual([('host_network', 'h1', None, 'out')],
                          conditions(report))
         ev = report.hotspots[0].evidence
         self.assertAlmostEqual(88.0, ev['mean'])
         self.assertEqual(GBIT, ev['link_bps'])
-        self.assertEqual(['network.out'], ev['metrics'])
+        self.assertEqual(['host.net.out'], ev['metrics'])
+        self.assertEqual('host_meter', ev['source'])
 
-    def test_swap_out_rate_above_threshold(self):
-        obs = observe(vm={'a': dict(quiet(), swap_out=flat(0.7)),
-                          'b': dict(quiet(), swap_out=flat(0.6))})
+    def test_vm_traffic_is_not_the_link_without_its_meter(self):
+        # VMs that talk to each other: their sums fill the link, the link
+        # itself is not measured
+        obs = observe(vm={'a': quiet(net=55 * MB), 'b': quiet(net=55 * MB)})
+        report = detect.detect([HOST], vms('a', 'b'), obs, TH)
+        self.assertEqual([], conditions(report))
+        self.assertEqual((), report.gaps)
+        self.assertEqual(
+            [('host_network', 'net_in', 'host.net.in', ('h1',)),
+             ('host_network', 'net_out', 'host.net.out', ('h1',)),
+             ('host_swap', 'swap_out', 'host.swap', ('h1',))],
+            [(u.condition, u.kind, u.meter, u.hosts)
+             for u in report.unevaluated])
+
+    def test_host_swap_out_rate_above_threshold(self):
+        obs = observe(vm={'a': quiet(), 'b': quiet()},
+                      host={'h1': meters(swap=1.3)})
         report = detect.detect([HOST], vms('a', 'b'), obs, TH)
         self.assertEqual([('host_swap', 'h1', None, None)],
                          conditions(report))
         ev = report.hotspots[0].evidence
         self.assertEqual(('MiB/s', 1.0), (ev['unit'], ev['threshold']))
-        self.assertEqual(['memory.swap.out'], ev['metrics'])
+        self.assertEqual(['host.swap'], ev['metrics'])
+        self.assertAlmostEqual(1 - 1 / 1.3, report.hotspots[0].severity)
 
     def test_occasional_swap_is_not_a_hotspot(self):
         swap = series([0, 0, 5, 0, 0, 0, 0, 0, 0, 0])
-        obs = observe(vm={'a': dict(quiet(), swap_out=swap)})
+        obs = observe(vm={'a': quiet()},
+                      host={'h1': dict(meters(), swap_out=swap)})
         self.assertEqual([], conditions(detect.detect([HOST], vms('a'), obs,
                                                       TH)))
+
+    def test_stale_host_meter_is_a_gap_of_the_host(self):
+        obs = observe(vm={'a': quiet()},
+                      host={'h1': dict(meters(),
+                                       swap_out=flat(5.0, end=NOW - 600))})
+        report = detect.detect([HOST], vms('a'), obs, TH)
+        self.assertEqual([], conditions(report))
+        self.assertEqual([('stale', 'h1', None, 'swap_out')],
+                         [(g.code, g.host, g.instance, g.kind)
+                          for g in report.gaps])
+        self.assertEqual({'h1'}, report.unjudged_hosts)
 
 
 class TestVmBandwidth(unittest.TestCase):
 
-    def _cluster(self, victim_in, others_in):
+    def _cluster(self, victim, others_in, link_in=None, drops=0.0):
         vm_list = (vms('victim', expected_in=50 * MB)
                    + vms('x', 'y'))
-        obs = observe(vm={'victim': dict(quiet(), net_in=flat(victim_in)),
+        victim_in = flat(victim) if isinstance(victim, float) else victim
+        if link_in is None:  # the link carries what the VMs receive
+            link_in = 2 * others_in + max(v for _, v in victim_in)
+        obs = observe(vm={'victim': dict(quiet(), net_in=victim_in,
+                                         drop_in=flat(drops)),
                           'x': dict(quiet(), net_in=flat(others_in)),
-                          'y': dict(quiet(), net_in=flat(others_in))})
+                          'y': dict(quiet(), net_in=flat(others_in))},
+                      host={'h1': meters(net_in=link_in)})
         return detect.detect([HOST], vm_list, obs, TH)
 
-    def test_short_vm_on_saturated_link(self):
-        # victim gets 10 MB/s of its 50 while neighbours fill the link
+    def shortfall(self, report):
+        return [h for h in report.hotspots if h.instance]
+
+    def test_vm_held_short_on_saturated_link(self):
+        # victim gets a steady 10 MB/s of its 50 while neighbours fill
+        # the link
         report = self._cluster(10 * MB, 55 * MB)
         self.assertEqual([('host_network', 'h1', None, 'in'),
                           ('vm_bandwidth_shortfall', 'h1', 'victim', 'in')],
                          conditions(report))
-        shortfall = [h for h in report.hotspots if h.instance][0]
+        [shortfall] = self.shortfall(report)
         ev = shortfall.evidence
         self.assertEqual(50 * MB, ev['expected_bps'])
         self.assertEqual(40 * MB, ev['floor_bps'])
-        self.assertEqual(['network.in', 'network.in'], ev['metrics'])
+        self.assertEqual(['network.in', 'drop.in', 'host.net.in'],
+                         ev['metrics'])
         self.assertEqual((10, 10), (ev['points'], ev['points_over']))
-        self.assertAlmostEqual(5.0, shortfall.severity)
+        self.assertEqual(['held'], ev['demand'])
+        self.assertAlmostEqual(1 - 10 / 40, shortfall.severity)
+
+    def test_idle_vm_on_saturated_link_is_not_short(self):
+        report = self._cluster(0.0, 60 * MB)
+        self.assertEqual([('host_network', 'h1', None, 'in')],
+                         conditions(report))
+        # nor is a VM whose own traffic comes and goes
+        varying = series([1 * MB, 8 * MB, 2 * MB, 9 * MB, 1 * MB] * 2)
+        report = self._cluster(varying, 60 * MB)
+        self.assertEqual([], self.shortfall(report))
+
+    def test_vm_dropping_packets_is_short_however_little_it_gets(self):
+        report = self._cluster(0.0, 60 * MB, drops=25.0)
+        [shortfall] = self.shortfall(report)
+        self.assertEqual(['drops'], shortfall.evidence['demand'])
+        self.assertEqual(1.0, shortfall.severity)
+        self.assertEqual(25.0, shortfall.evidence['drops_pps'][0][1])
 
     def test_vm_getting_its_bandwidth_is_fine(self):
-        report = self._cluster(50 * MB, 30 * MB)
+        report = self._cluster(50 * MB, 30 * MB, link_in=115 * MB)
         self.assertNotIn('vm_bandwidth_shortfall',
                          [c for c, _, _, _ in conditions(report)])
 
     def test_low_vm_traffic_on_a_free_link_is_its_own_choice(self):
         report = self._cluster(1 * MB, 10 * MB)
         self.assertEqual([], conditions(report))
+
+    def test_without_a_link_meter_shortfalls_are_not_evaluated(self):
+        obs = observe(vm={'victim': dict(quiet(), net_in=flat(1 * MB),
+                                         drop_in=flat(50.0))})
+        report = detect.detect([HOST], vms('victim', expected_in=50 * MB),
+                               obs, TH)
+        self.assertEqual([], conditions(report))
+        self.assertIn(('vm_bandwidth_shortfall', 'net_in', ('h1',)),
+                      [(u.condition, u.kind, u.hosts)
+                       for u in report.unevaluated])
 
     def test_expected_bandwidth_from_flavor_and_property(self):
         specs = {model.QUOTA_IN: '1000', model.QUOTA_OUT: '2048'}
@@ -208,24 +286,43 @@ class TestMissingData(unittest.TestCase):
         return sorted((g.code, g.host, g.instance or '', g.kind)
                       for g in report.gaps)
 
-    def test_vm_without_any_data_is_reported_not_ignored(self):
+    def test_vm_without_any_data_is_unknown_on_its_own(self):
         obs = observe(vm={'a': quiet()})
         report = detect.detect([HOST], vms('a', 'ghost'), obs, TH)
-        self.assertFalse(report.complete)
         self.assertEqual([], conditions(report))
-        gaps = self.gaps(report)
-        for kind in ('cpu', 'net_in', 'net_out', 'swap_out'):
-            self.assertIn(('missing', 'h1', 'ghost', kind), gaps)
-        # and the host figure is flagged as a lower bound
-        self.assertIn(('incomplete', 'h1', '', 'cpu_pct'), gaps)
-        self.assertEqual(('ghost',),
-                         report.figures['h1']['cpu_pct'].incomplete)
+        # the VM is a gap; its host is judged with the VM at its bound
+        # (1 of 4 CPUs: 30 % at most), so the host is clean and usable
+        self.assertEqual([('missing', 'h1', 'ghost', 'cpu')],
+                         self.gaps(report))
+        self.assertEqual(set(), report.unjudged_hosts)
+        figure = report.figures['h1']['cpu_pct']
+        self.assertEqual(('ghost',), figure.incomplete)
+        self.assertAlmostEqual(30.0, figure.upper)
 
-    def test_host_with_no_usable_data_is_missing(self):
+    def test_vm_that_does_not_run_is_no_gap(self):
+        stopped = [model.VmInfo('off', 'h1', running=False)]
+        report = detect.detect([HOST], vms('a') + stopped,
+                               observe(vm={'a': quiet()}), TH)
+        self.assertEqual([], self.gaps(report))
+        self.assertEqual(('a',), report.figures['h1']['cpu_pct'].members)
+
+    def test_unknown_vm_that_could_make_a_hotspot_leaves_the_host_unjudged(
+            self):
+        # 75 % known, and a 1-vCPU VM of unknown load: up to 100 %
+        obs = observe(vm={'a': quiet(cpu=3.0)})
+        report = detect.detect([HOST], vms('a', 'ghost'), obs, TH)
+        self.assertEqual([], conditions(report))
+        self.assertIn(('incomplete', 'h1', '', 'cpu_pct'), self.gaps(report))
+        self.assertEqual({'h1'}, report.unjudged_hosts)
+
+    def test_host_whose_only_vm_has_no_data_is_judged_on_its_bound(self):
         report = detect.detect([HOST], vms('a'), observe(), TH)
         self.assertEqual([], conditions(report))
-        self.assertIn(('missing', 'h1', '', 'cpu_pct'), self.gaps(report))
-        self.assertNotIn('cpu_pct', report.figures['h1'])
+        self.assertEqual([('missing', 'h1', 'a', 'cpu')], self.gaps(report))
+        self.assertEqual(set(), report.unjudged_hosts)
+        big = [model.VmInfo('a', 'h1', vcpus=4)]
+        report = detect.detect([HOST], big, observe(), TH)
+        self.assertIn(('incomplete', 'h1', '', 'cpu_pct'), self.gaps(report))
 
     def test_stale_series(self):
         old = flat(3.9, end=NOW - 600)
@@ -253,7 +350,7 @@ class TestMissingData(unittest.TestCase):
 
     def test_unknown_capacities(self):
         host = model.HostInfo('h1')
-        obs = observe(vm={'a': quiet()})
+        obs = observe(vm={'a': quiet()}, host={'h1': meters()})
         report = detect.detect([host], vms('a'), obs, TH)
         gaps = self.gaps(report)
         self.assertIn(('unknown_capacity', 'h1', '', 'cpus'), gaps)

@@ -21,7 +21,11 @@ def series(value):
 
 
 class Cluster(object):
-    """Hosts of 4 CPUs; VMs with constant loads (cores, bytes/s, MiB/s)."""
+    """Hosts of 4 CPUs; VMs with constant loads (cores, bytes/s, MiB).
+
+    Each host's link meters carry its VMs' traffic; its swap-out and
+    available-memory meters are set per host.
+    """
 
     def __init__(self):
         self.hosts = []
@@ -30,17 +34,28 @@ class Cluster(object):
         self.free = {}
         self.candidates = {}
         self.refused = {}
+        self.swap = {}
+        self.mem_free = {}
 
-    def host(self, name, free=plan.Resources(8, 8192, 100)):
-        self.hosts.append(model.HostInfo(name, 4, LINK))
+    def host(self, name, free=plan.Resources(8, 8192, 100), memory=None,
+             swap=0.0, mem_free=None):
+        self.hosts.append(model.HostInfo(name, 4, LINK, memory_mb=memory))
         self.free[name] = free
+        self.swap[name] = swap
+        if mem_free is not None:
+            self.mem_free[name] = mem_free
         return self
 
-    def vm(self, vm_id, host, cpu=0.1, net_in=0.0, swap=0.0,
-           expected_in=None, blocked=None):
-        self.vms.append(model.VmInfo(vm_id, host, expected_in=expected_in))
+    def vm(self, vm_id, host, cpu=0.1, net_in=0.0, expected_in=None,
+           blocked=None, resident=None, dirty=None):
+        self.vms.append(model.VmInfo(vm_id, host, expected_in=expected_in,
+                                     memory_mb=1024))
         self.data[vm_id] = {'cpu': series(cpu), 'net_in': series(net_in),
-                            'net_out': series(0), 'swap_out': series(swap)}
+                            'net_out': series(0)}
+        if resident is not None:
+            self.data[vm_id]['resident'] = series(resident)
+        if dirty is not None:
+            self.data[vm_id]['dirty'] = series(dirty)
         self.candidates[vm_id] = plan.Candidate(
             vm_id, plan.Resources(1, 1024, 10), blocked)
         return self
@@ -52,8 +67,23 @@ class Cluster(object):
         return Decision.allow('ok', rule='rbac.watcher', policy_digest='d',
                               constraints={'encryption': 'required'})
 
+    def observations(self):
+        meters = {}
+        for host in self.hosts:
+            on = [v.id for v in self.vms if v.host == host.name]
+            meters[host.name] = {
+                'net_in': series(sum(self.data[i]['net_in'][0][1]
+                                     for i in on)),
+                'net_out': series(0), 'swap_out': series(
+                    self.swap[host.name])}
+            if host.name in self.mem_free:
+                meters[host.name]['mem_free'] = series(
+                    self.mem_free[host.name])
+        return model.Observations(NOW, TH.window, G, vm=self.data,
+                                  host=meters)
+
     def run(self, history=None, **limits):
-        obs = model.Observations(NOW, TH.window, G, vm=self.data)
+        obs = self.observations()
         report = detect.detect(self.hosts, self.vms, obs, TH)
         return report, plan.plan(report, self.hosts, self.vms, obs, TH,
                                  self.free, self.candidates, self.eligible,
@@ -178,12 +208,64 @@ class PlanTest(unittest.TestCase):
                          {(s.instance, s.code) for s in result.skipped})
         self.assertEqual('no_movable_instance', result.unresolved[0].code)
 
-    def test_swap_hotspot_moves_a_swapping_vm(self):
-        c = Cluster().host('swap').host('cool')
-        c.vm('s1', 'swap', swap=0.7).vm('s2', 'swap', swap=0.6)
+    def test_swapping_host_sends_resident_memory_to_free_memory(self):
+        # swap swaps out 5 MiB/s with 100 MiB free of 8192; 'tight' has
+        # 1500 MiB free, 'roomy' 6000
+        c = Cluster().host('swap', memory=8192, swap=5.0, mem_free=100)
+        c.host('tight', memory=8192, mem_free=1500)
+        c.host('roomy', memory=8192, mem_free=6000)
+        c.vm('big', 'swap', resident=3000).vm('small', 'swap', resident=900)
+        c.vm('busy', 'swap', resident=1000, dirty=100)
         _, result = c.run()
-        self.assertEqual([('s2', 'swap', 'cool')], moves(result))
-        self.assertEqual('host_swap', result.moves[0].condition)
+        # 719 MiB are missing to keep 10 % free: 'small' gives them at
+        # the least cost (900 MiB at 128 MiB/s), and 'tight' would keep
+        # less than 10 % free with it
+        self.assertEqual([('small', 'swap', 'roomy')], moves(result))
+        evidence = result.moves[0].evidence
+        self.assertEqual('host_swap', evidence['condition'])
+        self.assertEqual({'resident_mib': 900.0, 'dirty_mibps': 0.0,
+                          'migration_mibps': 128.0,
+                          'estimated_seconds': round(900 / 128, 3)},
+                         evidence['migration'])
+        self.assertEqual(['dirty'], evidence['instance_load_unknown'])
+        self.assertEqual((100.0, 1000.0),
+                         (evidence['source']['before']['mem_free'],
+                          evidence['source']['after']['mem_free']))
+        self.assertEqual((6000.0, 5100.0),
+                         (evidence['destination']['before']['mem_free'],
+                          evidence['destination']['after']['mem_free']))
+
+    def test_swap_relief_weighs_relief_against_migration_time(self):
+        c = Cluster().host('swap', memory=8192, swap=5.0, mem_free=0)
+        c.host('roomy', memory=8192, mem_free=8000)
+        # 820 MiB missing: 'a' frees 820 in 900/128 s; 'b' frees 820 in
+        # 1000/(128 - 100) s: 'a' first, and it is enough
+        c.vm('a', 'swap', resident=900)
+        c.vm('b', 'swap', resident=1000, dirty=100)
+        _, result = c.run()
+        self.assertEqual([('a', 'swap', 'roomy')], moves(result))
+
+    def test_memory_estimated_from_flavors_without_a_meter(self):
+        # no available-memory meter: 8192 MiB less two 1024 MiB flavors
+        c = Cluster().host('swap', memory=8192, swap=5.0)
+        c.host('cool', memory=2048)
+        c.vm('a', 'swap', resident=800).vm('c', 'cool', resident=500)
+        c.vm('d', 'cool', resident=500)
+        _, result = c.run()
+        # 'cool' holds two flavors of 1024 MiB: nothing free
+        self.assertEqual([], moves(result))
+        self.assertEqual({'no_free_memory': 1},
+                         result.unresolved[0].details['refusals'])
+
+    def test_vm_dirtying_faster_than_a_migration_is_not_moved(self):
+        c = Cluster().host('hot').host('cool')
+        c.vm('a', 'hot', cpu=1.9, dirty=200)
+        c.vm('b', 'hot', cpu=1.5, dirty=150)
+        _, result = c.run()
+        self.assertEqual([], moves(result))
+        self.assertEqual({('a', 'would_not_converge'),
+                          ('b', 'would_not_converge')},
+                         {(s.instance, s.code) for s in result.skipped})
 
     def test_limits_reject_negative_values(self):
         with self.assertRaises(exception.SecmigError) as cm:

@@ -44,8 +44,8 @@ class BoundsTest(unittest.TestCase):
 
     def test_unread_network_is_bounded_by_the_host_link(self):
         result = run({'hot': (90.0, 60 * MB), 'cool': (10.0, 20 * MB)},
-                     {'a': ('hot', 2, {'cpu': 1.9, 'swap_out': 0.0}),
-                      'b': ('hot', 2, {'cpu': 1.6, 'swap_out': 0.0})},
+                     {'a': ('hot', 2, {'cpu': 1.9}),
+                      'b': ('hot', 2, {'cpu': 1.6})},
                      {'a': {'net_in', 'net_out'}, 'b': {'net_in', 'net_out'}})
         self.assertEqual([('b', 'hot', 'cool')],
                          [(m.instance, m.source, m.destination)
@@ -66,8 +66,8 @@ class BoundsTest(unittest.TestCase):
     def test_a_bound_that_fits_nowhere_leaves_the_hotspot_stuck(self):
         # 60 MB/s bound + 40 MB/s = 80 % of the link, over 80 - 10 %
         result = run({'hot': (90.0, 60 * MB), 'cool': (10.0, 40 * MB)},
-                     {'b': ('hot', 2, {'cpu': 1.6, 'swap_out': 0.0}),
-                      'a': ('hot', 2, {'cpu': 1.9, 'swap_out': 0.0})},
+                     {'b': ('hot', 2, {'cpu': 1.6}),
+                      'a': ('hot', 2, {'cpu': 1.9})},
                      {'a': {'net_in', 'net_out'}, 'b': {'net_in', 'net_out'}})
         self.assertEqual((), result.moves)
         self.assertEqual(['no_eligible_destination'],
@@ -81,26 +81,23 @@ class BoundsTest(unittest.TestCase):
         result = run({'hot': (90.0, 110 * MB), 'cool': (10.0, 0.0)},
                      {'n': ('hot', 1, {'net_in': 50 * MB, 'net_out': 0.0}),
                       'm': ('hot', 1, {'net_in': 40 * MB, 'net_out': 0.0})},
-                     {'n': {'cpu', 'swap_out'}, 'm': {'cpu', 'swap_out'}})
+                     {'n': {'cpu'}, 'm': {'cpu'}})
         moved = [m for m in result.moves if m.condition == 'host_network']
         self.assertEqual(1, len(moved))
         evidence = moved[0].evidence
-        self.assertEqual(['cpu_pct', 'swap_out'],
-                         evidence['instance_load_bounded'])
+        self.assertEqual(['cpu'], evidence['instance_load_bounded'])
         self.assertEqual(25.0, evidence['instance_load']['cpu_pct'])
         self.assertEqual(35.0, evidence['destination']['after']['cpu_pct'])
 
     def test_a_vm_is_never_chosen_on_a_bound_of_the_hot_kind(self):
         result = run({'hot': (90.0, 0.0), 'cool': (10.0, 0.0)},
-                     {'a': ('hot', 4, {'net_in': 0.0, 'net_out': 0.0,
-                                       'swap_out': 0.0})},
+                     {'a': ('hot', 4, {'net_in': 0.0, 'net_out': 0.0})},
                      {'a': {'cpu'}})
         self.assertEqual((), result.moves)
         self.assertEqual(['no_movable_instance'],
                          [u.code for u in result.unresolved if
                           u.condition == 'host_cpu'])
-        self.assertEqual([('a', 'unread_load', 'its cpu_pct load was not '
-                           'read')],
+        self.assertEqual([('a', 'unread_load', 'its cpu load was not read')],
                          [(s.instance, s.code, s.reason)
                           for s in result.skipped])
 

@@ -58,43 +58,50 @@ host_shapes = st.tuples(st.sampled_from([2, 4, 8, 16]),
                         st.sampled_from([125e6, 1.25e9]),
                         st.integers(0, 6), st.booleans())
 vm_loads = st.tuples(st.floats(0, 3), st.floats(0, 120e6),
-                     st.floats(0, 120e6), st.sampled_from([0.0, 0.0, 0.8]),
+                     st.floats(0, 120e6),
                      st.sampled_from([None, None, 60e6]))
 
 
 @st.composite
 def clusters(draw):
+    """Hosts whose link meters carry their VMs' traffic; some swap."""
     shapes = draw(st.lists(host_shapes, min_size=2, max_size=14))
     hosts, vms, data, free, candidates, refused = [], [], {}, {}, {}, {}
+    meters = {}
     for i, (cpus, link, free_vcpus, refuse) in enumerate(shapes):
         name = 'h%02d' % i
         hosts.append(model.HostInfo(name, cpus, link))
         free[name] = plan.Resources(free_vcpus, 8192, 100)
         if refuse:
             refused[name] = 'insufficient_clearance'
-        for j, (cpu, net_in, net_out, swap, expected) in enumerate(
+        sums = {'net_in': 0.0, 'net_out': 0.0}
+        for j, (cpu, net_in, net_out, expected) in enumerate(
                 draw(st.lists(vm_loads, max_size=5))):
             vm_id = '%s-vm%d' % (name, j)
             vms.append(model.VmInfo(vm_id, name, expected_in=expected))
             data[vm_id] = {'cpu': flat(cpu), 'net_in': flat(net_in),
-                           'net_out': flat(net_out), 'swap_out': flat(swap)}
+                           'net_out': flat(net_out)}
+            sums['net_in'] += net_in
+            sums['net_out'] += net_out
             candidates[vm_id] = plan.Candidate(
                 vm_id, plan.Resources(1, 1024, 10))
+        meters[name] = {k: flat(v) for k, v in sums.items()}
+        meters[name]['swap_out'] = flat(draw(st.sampled_from([0.0, 2.0])))
     limits = plan.Limits(max_migrations=draw(st.integers(1, 12)),
                          max_per_source=draw(st.integers(1, 4)),
                          max_per_destination=draw(st.integers(1, 3)))
-    return hosts, vms, data, free, candidates, refused, limits
+    return hosts, vms, data, meters, free, candidates, refused, limits
 
 
 def run(planner_class, cluster):
-    hosts, vms, data, free, candidates, refused, limits = cluster
+    hosts, vms, data, meters, free, candidates, refused, limits = cluster
 
     def eligible(vm_id, source, destination):
         if destination in refused:
             return Decision.refuse(refused[destination], 'test policy')
         return Decision.allow('ok')
 
-    obs = model.Observations(NOW, TH.window, G, vm=data)
+    obs = model.Observations(NOW, TH.window, G, vm=data, host=meters)
     report = detect.detect(hosts, vms, obs, TH)
     with mock.patch.object(plan, '_Planner', planner_class):
         result = plan.plan(report, hosts, vms, obs, TH, free, candidates,
@@ -124,7 +131,7 @@ class SearchTest(unittest.TestCase):
                 vms.append(model.VmInfo(vm_id, host.name))
                 cpu = 3.6 if i == 0 else 0.5 + (i % 97) / 100.0
                 data[vm_id] = {'cpu': flat(cpu), 'net_in': flat(1e6),
-                               'net_out': flat(1e6), 'swap_out': flat(0)}
+                               'net_out': flat(1e6)}
         free = {h.name: plan.Resources(8, 8192, 100) for h in hosts}
         candidates = {v.id: plan.Candidate(v.id, plan.Resources(1, 1024, 10))
                       for v in vms}

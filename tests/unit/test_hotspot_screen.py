@@ -58,17 +58,27 @@ class TestScreen(unittest.TestCase):
             {'h1': ('swap_out:near_threshold',)},
             detect.screen(hosts, vms, observe({'h1': spike}), TH))
 
-    def test_missing_or_stale_host_meter_falls_back_to_the_vms(self):
-        hosts = [host('h1'), host('h2')]
-        vms = [model.VmInfo('a', 'h1'), model.VmInfo('b', 'h2')]
+    def test_missing_or_stale_cpu_meter_falls_back_to_the_vms(self):
+        hosts = [host('h1'), host('h2'), host('h3')]
+        vms = [model.VmInfo('a', 'h1'), model.VmInfo('b', 'h2'),
+               model.VmInfo('c', 'h3')]
         partial = host_meters()
-        del partial['net_out']
+        del partial['cpu_pct']
         stale = host_meters()
-        stale['swap_out'] = flat(0.0, end=NOW - 600)
-        why = detect.screen(hosts, vms,
-                            observe({'h1': partial, 'h2': stale}), TH)
-        self.assertEqual({'h1': ('net_out:no_host_meter',),
-                          'h2': ('swap_out:no_host_meter',)}, why)
+        stale['cpu_pct'] = flat(20.0, end=NOW - 600)
+        # a missing link or swap meter needs no VM figure: those
+        # conditions are not evaluated on h3
+        other = host_meters()
+        del other['net_out'], other['swap_out']
+        why = detect.screen(hosts, vms, observe({'h1': partial, 'h2': stale,
+                                                 'h3': other}), TH)
+        self.assertEqual({'h1': ('cpu_pct:no_host_meter',),
+                          'h2': ('cpu_pct:no_host_meter',)}, why)
+
+    def test_vms_that_do_not_run_are_not_read(self):
+        vms = [model.VmInfo('off', 'h1', running=False)]
+        obs = observe({'h1': host_meters(cpu=95.0)})
+        self.assertEqual({}, detect.screen([host('h1')], vms, obs, TH))
 
     def test_saturated_link_reads_vms_that_expect_bandwidth(self):
         # the link threshold is out of reach: only a shortfall matters
@@ -108,39 +118,43 @@ class TestShortfallNeedsASaturatedLink(unittest.TestCase):
 
 
 def _cluster(rnd, n_hosts=30, per_host=4):
-    """Random hosts, some hot, with host meters equal to their VM sums."""
+    """Random hosts, some hot, with host meters equal to their VM sums.
+
+    A host swaps on its own meter; a starved VM gets a steady share of
+    a saturated link, or drops packets.
+    """
     hosts = [host('h%02d' % i) for i in range(n_hosts)]
     vms, vm_obs, host_obs = [], {}, {}
     for h in hosts:
         hot = rnd.choice(['cpu', 'net', 'swap', 'starve', None, None,
                           None])
-        sums = {'cpu': 0.0, 'net_in': 0.0, 'net_out': 0.0, 'swap_out': 0.0}
+        sums = {'cpu': 0.0, 'net_in': 0.0, 'net_out': 0.0}
         for k in range(per_host):
             vid = '%s-%d' % (h.name, k)
             load = {'cpu': rnd.uniform(0.1, 0.6),
                     'net_in': rnd.uniform(1, 20) * MB,
                     'net_out': rnd.uniform(1, 20) * MB,
-                    'swap_out': 0.0}
+                    'drop_in': 0.0}
             expected = None
             if hot == 'cpu':
                 load['cpu'] = rnd.uniform(0.85, 1.0)
             elif hot == 'net':
                 load['net_out'] = rnd.uniform(0.21, 0.25) * GBIT
-            elif hot == 'swap':
-                load['swap_out'] = rnd.uniform(0.3, 0.4)
             elif hot == 'starve':
                 load['net_in'] = rnd.uniform(0.23, 0.25) * GBIT
                 if k == 0:
                     load['net_in'] = 5 * MB
+                    load['drop_in'] = rnd.choice([0.0, 30.0])
                     expected = 50 * MB
             vms.append(model.VmInfo(vid, h.name, expected_in=expected))
             vm_obs[vid] = {kind: flat(v) for kind, v in load.items()}
-            for kind, v in load.items():
-                sums[kind] += v
+            for kind in sums:
+                sums[kind] += load[kind]
         meters = {'cpu_pct': flat(sums['cpu'] * 100.0 / h.cpus),
                   'net_in': flat(sums['net_in']),
                   'net_out': flat(sums['net_out']),
-                  'swap_out': flat(sums['swap_out'])}
+                  'swap_out': flat(rnd.uniform(1.2, 2.0) if hot == 'swap'
+                                   else 0.0)}
         if rnd.random() < 0.15:
             del meters[rnd.choice(sorted(meters))]
         host_obs[h.name] = meters
@@ -159,6 +173,7 @@ class TestTwoStageGivesTheSameReport(unittest.TestCase):
             two = detect.detect(hosts, vms, observe(host_obs, read), TH)
             self.assertEqual(full.hotspots, two.hotspots, seed)
             self.assertEqual(full.gaps, two.gaps, seed)
+            self.assertEqual(full.unevaluated, two.unevaluated, seed)
             # every hot host was read, and fewer VMs than all were read
             self.assertLessEqual(set(full.hot_hosts), set(screened), seed)
             self.assertLess(len(read), len(vms), seed)

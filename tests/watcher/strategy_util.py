@@ -219,6 +219,12 @@ def _utc(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
 
 
+def request_body(kwargs):
+    """The JSON body of a request gnocchiclient sends (``data``)."""
+    import json
+    return json.loads(kwargs['data'])
+
+
 class RecordingClient(object):
     """A real gnocchiclient whose aggregates requests are recorded.
 
@@ -233,7 +239,7 @@ class RecordingClient(object):
         post = self.client.api.post
 
         def recorded(url, **kwargs):
-            self.bodies.append(kwargs.get('json'))
+            self.bodies.append(request_body(kwargs))
             return post(url, **kwargs)
 
         self.client.api.post = recorded

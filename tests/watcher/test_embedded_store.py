@@ -1,15 +1,19 @@
 """The demo's embedded metric store answers as Gnocchi does.
 
 The same cluster (the same Ceilometer samples) goes into a real Gnocchi
-and into :class:`secmig.demo.metrics.EmbeddedMetricStore`; the hotspot
-reader must observe the same figures from both.
+and into :class:`secmig.demo.metrics.EmbeddedMetricStore` (through the
+demo step's :class:`~secmig.watcher.demo_step.EmbeddedAggregates`); the
+hotspot reader must observe the same figures from both.
 """
 
 import time
 import uuid
 
+from tests.watcher import strategy_util  # noqa: F401,I100 (watcher first)
+
 from secmig.demo import metrics
 from secmig.hotspot import gnocchi_query
+from secmig.watcher import demo_step
 from tests import gnocchi_fixture as gf
 
 G = 60
@@ -31,11 +35,12 @@ class EmbeddedStoreTest(gf.GnocchiTestCase):
         ids = [v.id for v in vms]
         real = gnocchi_query.AggregatesReader(self.gnocchi.client()).fetch(
             ids, hosts, POINTS * G, G, now=now)
-        embedded = gnocchi_query.AggregatesReader(store.client()).fetch(
-            ids, hosts, POINTS * G, G, now=now)
+        embedded = gnocchi_query.AggregatesReader(
+            demo_step.embedded_client(store)).fetch(ids, hosts, POINTS * G,
+                                                    G, now=now)
         self.assertEqual(set(ids), set(real.vm))
         for vm in vms:
-            for kind in ('cpu', 'swap_out', 'net_in', 'net_out'):
+            for kind in ('cpu', 'net_in', 'net_out'):
                 self.assertEqual(
                     [(t, round(v, 6)) for t, v in real.vm[vm.id][kind]],
                     [(t, round(v, 6)) for t, v in embedded.vm[vm.id][kind]],
