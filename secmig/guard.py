@@ -36,11 +36,10 @@ import logging
 import time
 import urllib.parse
 
+from secmig.auth import answering
 from secmig.auth import binding as binding_mod
 from secmig.auth import credentials
 from secmig.auth import handshake
-from secmig.auth import messages
-from secmig.auth import replay
 from secmig.auth import sessions
 from secmig.decision import Decision
 from secmig import exception
@@ -111,8 +110,7 @@ class HostGuard:
         self.audit_error = audit_error
         self.clock = clock
         self.policy_source = loader.PolicySource(conf.policy.policy_file)
-        self._replay = replay.ReplayCache.from_conf(conf)
-        self._pending = sessions.SessionTable.from_conf(conf, clock)
+        self._answering = answering.AnsweringHost(host, conf, clock)
         self._authenticated = sessions.SessionTable.from_conf(conf, clock)
         self._authorised = sessions.SessionTable(
             conf.auth.max_pending_handshakes, AUTHORISATION_TTL, clock)
@@ -301,51 +299,56 @@ class HostGuard:
 
     # Source -----------------------------------------------------------
 
-    def answer_hello(self, migration_id, instance_uuid, auth1):
+    def answer_hello(self, migration_id, instance_uuid, auth1,
+                     dest_host=None):
         """Answer a destination's ``auth1`` for an instance on this host.
 
         ``migration_id`` and ``instance_uuid`` come from this host's own
         knowledge (the adapter checks the instance is here and looks up
-        its migration); the destination's name is taken from the message
-        and proven by its certificate.
+        its migration), and so does ``dest_host`` when the adapter knows
+        it; otherwise the destination's name is taken from the message
+        and proven by its certificate. Every refusal is recorded.
         """
+        auth2, decision = self._hello(migration_id, instance_uuid, auth1,
+                                      dest_host)
+        if auth2 is None:
+            self._conclude('authenticated', decision, migration_id,
+                           instance_uuid, source_host=self.host,
+                           destination_host=decision.details.get(
+                               'peer_host', dest_host))
+        return auth2, decision
+
+    def _hello(self, migration_id, instance_uuid, auth1, dest_host):
         policy, refusal = self._policy()
         if refusal is not None:
             return None, refusal
         creds, trust, own = self._identity()
         if not own:
             return None, own
-        try:
-            hello = messages.decode(auth1, self.conf.auth.max_message_bytes)
-            dest_host = hello.binding.dest_host
-            expected = binding_mod.Binding(migration_id, instance_uuid,
-                                           self.host, dest_host,
-                                           policy.digest)
-        except (messages.MalformedMessage, AttributeError) as e:
-            return None, Decision.refuse('malformed_message',
-                                         'auth1 is malformed: %s' % e)
-        except exception.SecmigError as e:
-            return None, Decision.refuse(e.code, str(e))
-        responder = handshake.Responder(creds, trust, self.conf,
-                                        self._replay, self.clock)
-        auth2, decision = responder.respond(auth1, expected)
-        if auth2 is None:
-            self._conclude('authenticated', decision, migration_id,
-                           instance_uuid, source_host=self.host,
-                           destination_host=dest_host)
-            return None, decision
-        self._pending.put(instance_uuid, responder)
-        return auth2, decision
+        return self._answering.hello(creds, trust, migration_id,
+                                     instance_uuid, policy.digest, auth1,
+                                     dest_host=dest_host)
 
     def answer_confirm(self, instance_uuid, auth3):
-        """Finish the handshake a destination started; return the verdict."""
-        responder = self._pending.pop(instance_uuid)
-        if responder is None:
-            return Decision.refuse(
-                'no_handshake', 'no handshake for instance %s is waiting for '
-                'confirmation on %s (it expired or never started)'
-                % (instance_uuid, self.host))
-        decision = responder.confirm(auth3)
+        """Finish the handshake a destination started; return the verdict.
+
+        The first destination to authenticate itself for an instance is
+        the one this host will send it to, until the migration is
+        authorised or the proof expires: a later handshake by another
+        enrolled host for the same instance is refused
+        (``handshake_in_progress``) and cannot displace it.
+        """
+        decision = self._answering.confirm(instance_uuid, auth3)
+        held = self._authenticated.get(instance_uuid)
+        if decision and held is not None and (
+                held.details['peer_host'] != decision.details['peer_host']):
+            decision = Decision.refuse(
+                'handshake_in_progress', '%s authenticated itself for '
+                'instance %s while %s, which authenticated first, holds '
+                'the migration' % (decision.details['peer_host'],
+                                   instance_uuid,
+                                   held.details['peer_host']),
+                **decision.details)
         details = decision.details
         migration_id = details.get('migration_id', 'unknown')
         evidence = {'source_host': self.host,
@@ -538,7 +541,13 @@ def _ends(auth):
 
 
 def _from_peer(decision, peer_host):
-    """A peer's refusal, relabelled so that the log says who refused."""
+    """A peer's refusal, relabelled so that the log says who refused.
+
+    The refusal crossed the bus unsigned: it is recorded as what the
+    peer (or anyone on the bus) said, never as proof of the peer's state.
+    """
+    details = dict(decision.details, refused_by=peer_host,
+                   report_authenticated=False)
     return Decision.refuse(
         decision.code, '%s refused: %s' % (peer_host, decision.reason),
-        refused_by=peer_host, **decision.details)
+        **details)

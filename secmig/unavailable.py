@@ -48,7 +48,8 @@ class UnavailableGuard:
         peer.report(source_host, instance.uuid, self.decision)
         return self.decision
 
-    def answer_hello(self, migration_id, instance_uuid, auth1):
+    def answer_hello(self, migration_id, instance_uuid, auth1,
+                     dest_host=None):
         return None, self.decision
 
     def answer_confirm(self, instance_uuid, auth3):

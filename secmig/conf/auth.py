@@ -41,7 +41,8 @@ auth_opts = [
                default=1024,
                min=1,
                help='Handshakes a responding host keeps in progress at '
-                    'once; beyond it the oldest is dropped and fails.'),
+                    'once; beyond it a new handshake is refused '
+                    '(too_many_handshakes) and those in progress go on.'),
     cfg.IntOpt('max_message_bytes',
                default=16384,
                min=4096,

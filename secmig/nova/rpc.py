@@ -26,20 +26,43 @@ LOG = logging.getLogger(__name__)
 TOPIC = 'secmig-handshake'
 #: How long a host waits for its peer's answer (seconds).
 TIMEOUT = 30
+#: The largest handshake message taken off the bus (the largest
+#: ``[auth] max_message_bytes`` allows; the guard checks its own limit).
+MESSAGE_LIMIT = 1048576
 
 
 def _b64(data):
     return base64.b64encode(data).decode('ascii') if data else None
 
 
-def _unb64(text):
-    return base64.b64decode(text) if text else None
+def _unb64(text, limit):
+    """Bytes of a handshake message from the bus, or None if empty.
+
+    Raises ``ValueError`` for anything but base64 text that decodes to at
+    most ``limit`` bytes; the size is checked before decoding.
+    """
+    if not text:
+        return None
+    if not isinstance(text, str) or len(text) > 4 * (limit // 3 + 1):
+        raise ValueError('not a handshake message of at most %d bytes'
+                         % limit)
+    return base64.b64decode(text.encode('ascii', 'replace'), validate=True)
 
 
 def _decision(data):
-    return Decision(bool(data['allowed']), str(data['code']),
-                    str(data['reason']),
-                    types.MappingProxyType(dict(data.get('details') or {})))
+    """A peer's decision from the bus; raises ``ValueError`` if malformed."""
+    try:
+        return Decision(
+            bool(data['allowed']), str(data['code']), str(data['reason']),
+            types.MappingProxyType(dict(data.get('details') or {})))
+    except (AttributeError, KeyError, TypeError) as e:
+        raise ValueError('not a decision: %s' % e)
+
+
+def _malformed(what, error):
+    return Decision.refuse('malformed_message', '%s from the bus is '
+                           'malformed: %s' % (what, error),
+                           signed_by_peer=False)
 
 
 class HandshakeEndpoint:
@@ -59,23 +82,41 @@ class HandshakeEndpoint:
             refusal = Decision.refuse(
                 'no_migration', 'instance %s has no live migration in '
                 'progress' % instance_uuid)
+        if refusal is None:
+            auth1, refusal = self._message(auth1, 'auth1')
         if refusal is not None:
             return {'auth2': None, 'decision': refusal.as_dict()}
+        # The destination is the host auth1 names and its certificate
+        # proves: Nova records its choice only after these checks.
         auth2, decision = self.guard.answer_hello(
-            migration_id, instance_uuid, _unb64(auth1))
+            migration_id, instance_uuid, auth1)
         return {'auth2': _b64(auth2), 'decision': decision.as_dict()}
 
     def confirm(self, ctxt, instance_uuid, auth3):
-        return self.guard.answer_confirm(instance_uuid,
-                                         _unb64(auth3)).as_dict()
+        auth3, refusal = self._message(auth3, 'auth3')
+        if refusal is not None:
+            return refusal.as_dict()
+        return self.guard.answer_confirm(instance_uuid, auth3).as_dict()
+
+    def _message(self, text, kind):
+        try:
+            return _unb64(text, MESSAGE_LIMIT), None
+        except ValueError as e:
+            return None, _malformed(kind, e)
 
     def report(self, ctxt, instance_uuid, reporter, decision):
         admin = nova_context.get_admin_context()
         if self._check_instance(admin, instance_uuid) is not None:
             return
+        try:
+            decision = _decision(decision)
+        except ValueError as e:
+            LOG.warning("secmig: ignored a malformed refusal report about "
+                        "instance %s: %s", instance_uuid, e)
+            return
         self.guard.answer_report(
             facts.migration_id(admin, instance_uuid) or 'unknown',
-            instance_uuid, str(reporter), _decision(decision))
+            instance_uuid, str(reporter), decision)
 
     def _check_instance(self, admin, instance_uuid):
         try:
@@ -115,15 +156,23 @@ class RPCPeerChannel(guard_mod.PeerChannel):
                 auth1=_b64(auth1))
         except messaging.MessagingException as e:
             return None, _unreachable(peer_host, e)
-        return _unb64(answer['auth2']), _decision(answer['decision'])
+        try:
+            return (_unb64(answer['auth2'], MESSAGE_LIMIT),
+                    _decision(answer['decision']))
+        except (KeyError, TypeError, ValueError) as e:
+            return None, _malformed('the answer of %s' % peer_host, e)
 
     def confirm(self, peer_host, instance_uuid, auth3):
         try:
-            return _decision(self._client(peer_host).call(
+            answer = self._client(peer_host).call(
                 self.context, 'confirm', instance_uuid=instance_uuid,
-                auth3=_b64(auth3)))
+                auth3=_b64(auth3))
         except messaging.MessagingException as e:
             return _unreachable(peer_host, e)
+        try:
+            return _decision(answer)
+        except ValueError as e:
+            return _malformed('the answer of %s' % peer_host, e)
 
     def report(self, peer_host, instance_uuid, decision):
         try:

@@ -21,6 +21,7 @@ from nova.tests.functional import integrated_helpers
 from nova.tests.functional.libvirt import base as libvirt_base
 
 from secmig.cmd import main as secmig_cli
+from secmig import guard as guard_mod
 from secmig.nova import rpc
 from tests import auditutil
 from tests.nova import base
@@ -163,6 +164,54 @@ class PermittedMigrationTest(SecmigFunctionalTest):
             server, 'ACTIVE')['OS-EXT-SRV-ATTR:host'])
         self.assertEqual(['bad_signature'], self.refusals('src'))
         self.assertEqual([], self.libvirt_calls)
+
+    def test_another_enrolled_host_cannot_take_the_instance(self):
+        """An enrolled host's handshake cannot displace the destination's.
+
+        Right after the destination authenticates itself to the source,
+        another enrolled host completes its own handshake for the same
+        instance: the source refuses it, and the instance goes where
+        Nova sent it.
+        """
+        hello, confirm = rpc.RPCPeerChannel.hello, rpc.RPCPeerChannel.confirm
+        migrations, intruded = [], []
+
+        def remember(channel, peer, migration_id, instance_uuid, auth1):
+            migrations.append(migration_id)
+            return hello(channel, peer, migration_id, instance_uuid, auth1)
+
+        def intrude(channel, peer, instance_uuid, auth3):
+            answer = confirm(channel, peer, instance_uuid, auth3)
+            other = self.computes['other'].driver._secmig
+            creds, trust, _ = other._identity()
+            intruder = guard_mod.handshake.Initiator(
+                creds, trust, authutil.make_binding(
+                    migration_id=migrations[-1], instance_uuid=instance_uuid,
+                    source_host='src', dest_host='other',
+                    policy_digest=other._policy()[0].digest), other.conf)
+            auth2, _ = hello(channel, peer, migrations[-1], instance_uuid,
+                             intruder.start())
+            intruded.append(confirm(channel, peer, instance_uuid,
+                                    intruder.finish(auth2)[0]))
+            return answer
+
+        self.start_compute(hostname='other')
+        self.useFixture(fixtures.MonkeyPatch(
+            'secmig.nova.rpc.RPCPeerChannel.hello', remember))
+        self.useFixture(fixtures.MonkeyPatch(
+            'secmig.nova.rpc.RPCPeerChannel.confirm', intrude))
+        server = self.boot()
+        self.api.post_server_action(server['id'], {'os-migrateLive': {
+            'host': 'dest', 'block_migration': 'auto'}})
+        self._wait_for_migration_status(server, ['completed'])
+        self.assertEqual('dest', self._host_of(server['id']))
+        [refused] = intruded
+        self.assertEqual('handshake_in_progress', refused.code, refused)
+        self.assertIn('other', refused.reason)
+        self.assertIn('dest, which authenticated first', refused.reason)
+        self.assertIn('handshake_in_progress', self.refusals('src'))
+        self.assertEqual(['dest'], [uri.split('/')[2]
+                                    for uri, _ in self.libvirt_calls])
 
     def test_destination_failure_rolls_back(self):
         self.fail_on_destination = True

@@ -11,6 +11,11 @@ import tempfile
 import unittest
 import uuid
 
+from hypothesis import given
+from hypothesis import HealthCheck
+from hypothesis import settings
+from hypothesis import strategies as st
+
 from secmig.audit import verify as audit_verify
 from secmig import conf as secmig_conf
 from secmig import guard
@@ -351,6 +356,8 @@ class RefusalTest(GuardTestBase):
         self.assertRefused('peer_certificate_invalid', decision)
         self.assertEqual('revoked', decision.details['pki_code'])
         self.assertEqual('src', decision.details['refused_by'])
+        # The source's refusal came over the bus unsigned.
+        self.assertIs(False, decision.details['report_authenticated'])
 
     def test_tenant_outside_the_rbac_rules(self):
         member = facts.Request('api', {'user_id': 'bob', 'project_id': 'demo',
@@ -397,6 +404,49 @@ class RefusalTest(GuardTestBase):
         self.assertIn(decision.code, ('bad_signature', 'binding_mismatch'),
                       decision)
         self.assertIn(('refused', 'failure', decision.code),
+                      self.steps('src'))
+
+    @settings(max_examples=60, deadline=None, database=None,
+              derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow,
+                                     HealthCheck.function_scoped_fixture])
+    @given(st.text(max_size=300))
+    def test_any_destination_name_in_hello_is_refused_and_recorded(self,
+                                                                   name):
+        def tamper(kind, data):
+            if kind != 'auth1':
+                return data
+            return authutil.rewrite(data, binding_dest_host=name)
+        before = len(self.steps('src'))
+        decision = self.incoming(channel=DirectChannel(self.guards, tamper))
+        self.assertIn(decision.code, ('bad_signature', 'malformed_message'),
+                      decision)
+        self.assertFalse(decision.details['signed_by_peer'])
+        self.assertEqual([('refused', 'failure', decision.code)],
+                         self.steps('src')[before:])
+
+    def test_third_host_cannot_displace_the_destinations_handshake(self):
+        # "low" is enrolled; it reads dst's auth1 on the bus and starts
+        # its own handshake for the same instance and migration before
+        # dst confirms.
+        class Intruding(DirectChannel):
+            def confirm(channel, peer_host, instance_uuid, auth3):
+                intruder = guard.handshake.Initiator(
+                    *self.guards['low']._identity()[:2],
+                    authutil.make_binding(
+                        migration_id=self.migration,
+                        instance_uuid=instance_uuid, source_host='src',
+                        dest_host='low',
+                        policy_digest=self.guards['src']._policy()[0]
+                        .digest),
+                    self.guards['low'].conf)
+                auth2, decision = self.guards['src'].answer_hello(
+                    self.migration, instance_uuid, intruder.start())
+                self.assertEqual('awaiting_confirmation', decision.code)
+                return super().confirm(peer_host, instance_uuid, auth3)
+        decision = self.incoming(channel=Intruding(self.guards))
+        self.assertTrue(decision, decision)
+        self.assertIn(('authenticated', 'success', 'authenticated'),
                       self.steps('src'))
 
     def test_replayed_hello_is_refused_by_the_source(self):
