@@ -140,14 +140,13 @@ class Chain:
         self.keys = []
 
     @classmethod
-    def resumed(cls, anchor, checkpoint, key, host):
+    def resumed(cls, anchor, checkpoint, key):
         """The state at ``checkpoint`` (a Frame), signed by ``key``.
 
         For a writer that has verified ``checkpoint``'s signature with its
         own key: the records before it are what that key signed over.
         """
         chain = cls(anchor)
-        chain.host = host
         chain.seq = chain.committed = checkpoint.seq
         chain.h = checkpoint.h
         chain.keys = [key]
@@ -167,9 +166,9 @@ class Chain:
     def feed(self, frame):
         """Check ``frame`` (the next line) and take it into the state.
 
-        A caller that can read the lines after ``frame`` calls
-        :func:`misplaced` first when the number is not the next one, to
-        name the tampering precisely.
+        Raises :class:`Broken`. A caller that can read the lines after
+        ``frame`` calls :func:`misplaced` first when the number is not
+        the next one, to name the tampering precisely.
         """
         expected = self.seq + 1
         if frame.seq != expected:
@@ -212,7 +211,7 @@ class Chain:
         self.h = h
 
     def finish(self):
-        """Check the newest key at the verifier's time (the time rule)."""
+        """Check the newest key at the verifier's time; raise Broken."""
         if self.signer is not None:
             self._trusted(self.signer, self.anchor.time(), None)
 

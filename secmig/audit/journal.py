@@ -348,11 +348,9 @@ class Journal:
                     signer.cert, lines.signed_message(head.seq, head.prev,
                                                       body),
                     body.get('sig'))):
-            offset = self._locate(head, end)
-            return offset, chain_mod.Chain.resumed(
-                self._anchor, head, chain_mod.Key(signer.fingerprint,
-                                                  signer.cert),
-                self._anchor.host), head.raw
+            return self._locate(head, end), chain_mod.Chain.resumed(
+                self._anchor, head,
+                chain_mod.Key(signer.fingerprint, signer.cert)), head.raw
         # Signed by another key (the host's previous one): read it all.
         return 0, chain_mod.Chain(self._anchor), None
 
@@ -431,20 +429,19 @@ class Journal:
         if not replaced and (signer.cert.not_valid_before_utc
                              >= current.cert.not_valid_before_utc):
             return  # this process brings the host's newer key
+        problem = ''
         try:
             signer = signer.reloaded()
         except exception.SecmigError as e:
-            signer = e
-        if getattr(signer, 'fingerprint', None) != current.fingerprint:
+            problem = ' (%s)' % e
+        if signer.fingerprint != current.fingerprint:
             raise exception.SecmigError(
                 'refusing to append to the audit journal %s: it is signed '
                 'with certificate %s (%s), which replaced the certificate '
                 'this process signs with (%s), and the host\'s certificate '
                 'directory does not hold it%s; restart the process'
                 % (self.path, current.fingerprint, current.where(),
-                   self.signer.fingerprint,
-                   ' (%s)' % signer if isinstance(signer, Exception)
-                   else ''), code='stale_host_key')
+                   self.signer.fingerprint, problem), code='stale_host_key')
         LOG.info("audit journal %s: now signing with the host's renewed "
                  "certificate %s", self.path, signer.fingerprint)
         self.signer = signer
