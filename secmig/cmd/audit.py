@@ -175,8 +175,8 @@ def do_deliver(args, conf):
     from secmig.audit import transport
 
     path = args.journal or conf.audit.journal_path
-    outbox = transport.outbox_from_conf(conf, path,
-                                        args.host or _host_name(conf))
+    outbox = transport.outbox_from_conf(
+        conf, path, args.host or _own_host(conf) or os.uname().nodename)
     try:
         sent, pending = outbox.deliver_or_raise()
     except delivery.DeliveryError as e:
@@ -188,15 +188,6 @@ def do_deliver(args, conf):
         return 0
     print('delivered %d records; none pending' % sent)
     return 0
-
-
-def _host_name(conf):
-    """The host certificate's name (as writers use), else uname's."""
-    try:
-        signer = signing.HostSigner.from_cert_dir(conf.pki.cert_dir)
-    except exception.SecmigError:
-        return os.uname().nodename
-    return signer.common_name
 
 
 def do_recover(args, conf):
