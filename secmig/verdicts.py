@@ -17,7 +17,7 @@ that issued it, and keeps the verdict for as long as its inputs hold:
 
 A request never waits for bulk verification. A certificate not seen
 before is verified by a background worker (a thread: a green thread when
-eventlet has patched ``threading``), which yields after each certificate.
+eventlet has patched ``threading``), which defers to requests in progress.
 A request may verify a few itself (:data:`INLINE`, for hosts that just
 appeared or renewed) when the worker has no backlog; it refuses every
 other such host with ``certificate_pending`` until the worker has judged
@@ -47,6 +47,10 @@ LOG = logging.getLogger(__name__)
 #: the worker: enough for the hosts a small cloud adds or renews at once.
 INLINE = 8
 
+#: Seconds the worker waits for requests in progress before it verifies
+#: one more certificate anyway.
+PATIENCE = 0.02
+
 #: The verdict on a host whose certificate is waiting for the worker.
 PENDING = Decision.refuse(
     'certificate_pending', 'the certificate the host publishes has not '
@@ -61,14 +65,13 @@ _UNBOUNDED = float('inf')
 class _Verdict:
     """A kept verdict on the certificate ``pem`` of one host."""
 
-    __slots__ = ('pem', 'decision', 'key', 'not_before', 'until', 'issuer',
-                 'serial')
+    __slots__ = ('pem', 'answer', 'not_before', 'until', 'issuer', 'serial')
 
     def __init__(self, pem, decision, key, not_before=0.0, until=_UNBOUNDED,
                  issuer=None, serial=None):
         self.pem = pem
-        self.decision = decision
-        self.key = key
+        #: ``(Decision, key)``, as :meth:`Reader.lookup` returns it
+        self.answer = (decision, key)
         #: the window in which an accepting verdict holds (POSIX times)
         self.not_before = not_before
         self.until = until
@@ -187,6 +190,8 @@ class CertificateVerdicts:
         self._order = collections.deque()
         self._new = 0
         self._pending = (PENDING, self._key(PENDING))
+        #: ids of the readers in use: requests in progress
+        self._serving = set()
         self._init_threading()
         _CACHES.add(self)
 
@@ -198,10 +203,12 @@ class CertificateVerdicts:
     def _after_fork(self):
         """In a forked child: fresh locks, and a worker for the queue.
 
-        The parent's worker does not exist here; what it had taken from
-        the queue and not kept yet is queued again.
+        The parent's worker and the requests it was serving do not exist
+        here; what the worker had taken from the queue and not kept yet
+        is queued again.
         """
         self._init_threading()
+        self._serving.clear()
         self._order = collections.deque(self._queued)
         if self._background and self._queued:
             self._start_worker()
@@ -242,7 +249,7 @@ class CertificateVerdicts:
             count = self._apply(trust) if changed else 0
             for host, entry in self._entries.items():
                 if entry.issuer is None and entry.pem and (
-                        changed or entry.decision.code == 'not_yet_valid'):
+                        changed or entry.answer[0].code == 'not_yet_valid'):
                     count += self._enqueue(host, entry.pem, new=False)
             if self._background and self._order and self._worker is None:
                 self._start_worker()
@@ -336,6 +343,16 @@ class CertificateVerdicts:
             self._start_worker()
         return 1
 
+    def _enqueue_all(self, missing):
+        """Queue ``{host: pem}``, none of which has a verdict that holds."""
+        with self._lock:
+            fresh = [host for host in missing if host not in self._queued]
+            self._order.extend(fresh)
+            self._queued.update(missing)
+            self._new += len(fresh)
+            if self._background and self._worker is None:
+                self._start_worker()
+
     def submit(self, published):
         """Queue the certificates of ``{host: pem}`` no verdict holds for.
 
@@ -358,11 +375,11 @@ class CertificateVerdicts:
 
     def _work(self):
         started, count = time.monotonic(), 0
-        while self.verify_queued(1):
+        while True:
+            self._defer_to_requests()
+            if not self.verify_queued(1):
+                break
             count += 1
-            # Give the requests of this process the interpreter (and, under
-            # eventlet, the hub) between two certificates.
-            time.sleep(0)
         with self._lock:
             new, self._new = self._new, 0
             left = len(self._queued)
@@ -379,6 +396,18 @@ class CertificateVerdicts:
         elif count:
             LOG.debug("secmig: %d refused host certificates verified "
                       "again", count)
+
+    def _defer_to_requests(self):
+        """Sleep while a request reads verdicts, up to :data:`PATIENCE`.
+
+        Sleeping lets requests have the interpreter (and, under eventlet,
+        the hub) to themselves; the bound keeps verification going when
+        requests never stop.
+        """
+        time.sleep(0)
+        deadline = time.monotonic() + PATIENCE
+        while self._serving and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def verify_queued(self, limit=None):
         """Verify up to ``limit`` queued certificates (all: None) here.
@@ -446,11 +475,13 @@ class Reader:
         self._missing = {}
 
     def __enter__(self):
+        self._cache._serving.add(id(self))
         return self
 
     def __exit__(self, *exc_info):
+        self._cache._serving.discard(id(self))
         if self._missing:
-            self._cache.submit(self._missing)
+            self._cache._enqueue_all(self._missing)
             self._missing = {}
 
     def lookup(self, host, pem):
@@ -460,25 +491,33 @@ class Reader:
         summary of it (validity, code, clearance), the same object for
         alike verdicts.
         """
+        entry = self._entries.get(host)
+        if (entry is not None and entry.pem is pem and self._closed is None
+                and entry.not_before <= self.now < entry.until):
+            return entry.answer
+        return self._lookup(host, pem, entry)
+
+    def _lookup(self, host, pem, entry):
         if self._closed is not None:
             return self._closed
-        entry = self._entries.get(host)
-        if entry is not None and (entry.pem is pem or entry.pem == pem):
-            if entry.not_before <= self.now < entry.until:
-                # Keep the host's current copy of the text, not an old one.
-                entry.pem = pem
-                return entry.decision, entry.key
+        if (entry is not None and entry.pem == pem
+                and entry.not_before <= self.now < entry.until):
+            # The host reported again: keep its current copy of the text,
+            # not an old one, and find it the fast way next time.
+            entry.pem = pem
+            return entry.answer
+        cache = self._cache
         if pem and (self.inline < 1 or self.inline != _UNBOUNDED
-                    and len(self._cache._queued) > INLINE):
+                    and len(cache._queued) > INLINE):
             # Left to the worker, and to it alone while it has a backlog
             # (but for a caller with no request waiting: :meth:`verdict`).
             self._missing[host] = pem
-            return self._cache._pending
+            return cache._pending
         if pem:
             self.inline -= 1
-        entry = self._cache._judge(host, pem, self._trust)
-        self._cache._keep(host, entry, self._trust)
-        return entry.decision, entry.key
+        entry = cache._judge(host, pem, self._trust)
+        cache._keep(host, entry, self._trust)
+        return entry.answer
 
 
 def _utc(posix):

@@ -130,6 +130,10 @@ class SecureMigrationFilter(filters.BaseHostFilter):
             min_rsa_bits=self._conf.pki.min_rsa_bits,
             require_crl=self._conf.pki.require_crl)
         self._policy = loader.PolicySource(self._conf.policy.policy_file)
+        try:
+            self._policy.get()
+        except loader.PolicyError:
+            pass  # each move is refused with the reason until it loads
         self._audit = _scheduler_trail(self._conf)
         self._verify_published()
 

@@ -105,6 +105,18 @@ class CacheTest(VerdictsTestBase):
         self.assertEqual(1, spy.call_count)
         self.assertEqual(1, self.loads)
 
+    def test_same_certificate_reported_again_keeps_its_verdict(self):
+        # Given alpha's verdict kept
+        verdicts = self.verdicts()
+        verdicts.verdict('alpha', self.pem('alpha'))
+        # When alpha reports again: the same text, in a new string
+        again = (self.pem('alpha') + '\n')[:-1]
+        self.assertIsNot(again, self.pem('alpha'))
+        with self.spy_verify() as spy:
+            self.assertEqual('ok', self.code(verdicts, 'alpha', again))
+        # Then the verdict stands, nothing verified
+        self.assertEqual(0, spy.call_count)
+
     def test_alike_verdicts_share_a_key(self):
         reader = self.verdicts().reader(inline=4)  # nothing left pending
         _, key_a = reader.lookup('alpha', self.pem('alpha'))
