@@ -85,9 +85,9 @@ def verify_journal(path, trust=None, pinned=None, host=None, now=None):
     subject = (chain.signer.cert.subject.rfc4514_string()
                if chain.signer else None)
     return Decision.allow(
-        'the journal of %s is intact: %d records, %d audit events, signed '
-        'by %s' % (chain.host or 'no host', chain.seq, chain.events,
-                   subject or 'nobody'),
+        'the journal is intact: %d records, %d audit events, signed by %s '
+        '(host %s)' % (chain.seq, chain.events, subject or 'nobody',
+                       chain.host or 'unknown'),
         code='intact', records=chain.seq, events=chain.events,
         checkpoints=chain.checkpoints, signer=subject, host=chain.host,
         bound=host is not None, anchored=anchor.anchored,

@@ -141,7 +141,8 @@ class TestHostBinding(SignerTestCase):
         status, out, err = auditutil.run_cli('audit', 'verify', self.path,
                                              '--ca', self.ca)
         self.assertEqual(0, status, out)
-        self.assertIn('the journal of cmp1 is intact', out)
+        self.assertIn('the journal is intact: 5 records', out)
+        self.assertIn('(host cmp1)', out)
         self.assertIn('no host to bind the journal to (give --host)', err)
         self.assertFalse(self.verdict().details['bound'])
         self.assertTrue(self.verdict(host='cmp1').details['bound'])
