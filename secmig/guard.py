@@ -369,8 +369,14 @@ class HostGuard:
         """Record a destination's report that it refused a migration.
 
         The report is not authenticated (the destination may have no
-        key), so it is only ever written down, never acted upon.
+        key), so it is written down and acted upon only to release the
+        reporter's own proof for the instance, if this host holds one, so
+        that another destination may authenticate (a forged report can
+        only make the migration fail, as dropping messages can).
         """
+        held = self._authenticated.get(instance_uuid)
+        if held is not None and held.details['peer_host'] == reporter:
+            self._authenticated.pop(instance_uuid)
         return self.record('refused', migration_id, instance_uuid, 'failure',
                            decision=decision, source_host=self.host,
                            destination_host=reporter, reported_by=reporter,

@@ -190,24 +190,31 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
                                            dst_compute_info,
                                            block_migration=False,
                                            disk_over_commit=False):
-        migration_id = facts.migration_id(context, instance.uuid)
-        if migration_id is None:
-            _refuse(Decision.refuse(
-                'no_migration', 'instance %s has no live migration in '
-                'progress' % instance.uuid))
-        aggregates, zone = self._secmig_placement(
-            context, self._secmig.host, instance)
-        decision = self._secmig.authorise_incoming(
-            migration_id, facts.request(context),
-            facts.instance(context, instance), instance.host,
-            self._secmig_settings(),
-            rpc.RPCPeerChannel(context, self._secmig.host), aggregates, zone,
-            inbound_addr=CONF.libvirt.live_migration_inbound_addr)
-        if not decision:
-            _refuse(decision)
-        return super().check_can_live_migrate_destination(
+        # Nova's own checks first (they move nothing), so that the
+        # handshake is the last step before Nova asks the source, which
+        # holds this host's proof until then.
+        data = super().check_can_live_migrate_destination(
             context, instance, src_compute_info, dst_compute_info,
             block_migration, disk_over_commit)
+        migration_id = facts.migration_id(context, instance.uuid)
+        if migration_id is None:
+            decision = Decision.refuse(
+                'no_migration', 'instance %s has no live migration in '
+                'progress' % instance.uuid)
+        else:
+            aggregates, zone = self._secmig_placement(
+                context, self._secmig.host, instance)
+            decision = self._secmig.authorise_incoming(
+                migration_id, facts.request(context),
+                facts.instance(context, instance), instance.host,
+                self._secmig_settings(),
+                rpc.RPCPeerChannel(context, self._secmig.host), aggregates,
+                zone, inbound_addr=CONF.libvirt.live_migration_inbound_addr)
+        if not decision:
+            # Nova cleans up after its checks only when they pass.
+            self.cleanup_live_migration_destination_check(context, data)
+            _refuse(decision)
+        return data
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data,

@@ -47,6 +47,7 @@ class DirectChannel(guard.PeerChannel):
         self.tamper = tamper or (lambda kind, data: data)
         self.sent = []
         self.reports = []
+        self.host = None
 
     def hello(self, peer_host, migration_id, instance_uuid, auth1):
         auth1 = self.tamper('auth1', auth1)
@@ -60,11 +61,9 @@ class DirectChannel(guard.PeerChannel):
             instance_uuid, self.tamper('auth3', auth3))
 
     def report(self, peer_host, instance_uuid, decision):
-        reporter = [h for h, g in self.guards.items() if g is not
-                    self.guards[peer_host]][0]
         self.reports.append((peer_host, decision.code))
         self.guards[peer_host].answer_report('unknown', instance_uuid,
-                                             reporter, decision)
+                                             self.host, decision)
 
 
 class GuardTestBase(unittest.TestCase):
@@ -112,9 +111,11 @@ class GuardTestBase(unittest.TestCase):
     def incoming(self, dest='dst', source='src', instance=None,
                  request=ADMIN, settings=TLS_SETTINGS, channel=None,
                  inbound_addr=None):
+        channel = channel or self.channel
+        channel.host = dest  # the reporting host, as in RPCPeerChannel
         return self.guards[dest].authorise_incoming(
             self.migration, request, instance or self.instance, source,
-            settings, channel or self.channel, inbound_addr=inbound_addr)
+            settings, channel, inbound_addr=inbound_addr)
 
     def outgoing(self, source='src', request=ADMIN, transport=None):
         return self.guards[source].authorise_outgoing(
@@ -447,6 +448,28 @@ class RefusalTest(GuardTestBase):
         decision = self.incoming(channel=Intruding(self.guards))
         self.assertTrue(decision, decision)
         self.assertIn(('authenticated', 'success', 'authenticated'),
+                      self.steps('src'))
+
+    def test_next_destination_after_one_that_refused(self):
+        # The scheduler's first choice authenticates, then refuses on its
+        # own policy (clearance 0 for a level-1 instance) and tells the
+        # source; the next host tried is not held back by its proof.
+        self.instance = facts.InstanceFacts(
+            self.instance.uuid, 'demo', metadata={'secmig:level': 'internal'})
+        self.assertRefused('insufficient_clearance', self.incoming('low'))
+        self.assertIn(('src', 'insufficient_clearance'),
+                      self.channel.reports)
+        self.assertTrue(self.incoming('dst'))
+        self.assertTrue(self.outgoing())
+        self.assertEqual('dst', self.guards['src'].is_authorised(
+            self.instance.uuid).dest_host)
+
+    def test_a_second_destination_waits_for_the_first(self):
+        self.assertTrue(self.incoming('dst'))
+        decision = self.incoming('low')
+        self.assertRefused('handshake_in_progress', decision)
+        self.assertIn('dst, which authenticated first', decision.reason)
+        self.assertIn(('refused', 'failure', 'handshake_in_progress'),
                       self.steps('src'))
 
     def test_replayed_hello_is_refused_by_the_source(self):
