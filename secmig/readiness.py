@@ -641,11 +641,12 @@ def check_policy(path):
                    'host)' % (path, policy.digest))
 
 
-def check_audit(journal_path, trust=None):
+def check_audit(journal_path, trust=None, host=None):
     """The journal's directory is writable and the journal intact.
 
     ``trust`` (a TrustStore) anchors the journal's signing certificates;
-    without it the journal is checked against itself only.
+    without it the journal is checked against itself only. ``host``
+    binds it to this host: every signing certificate must name it.
     """
     directory = os.path.dirname(os.path.abspath(journal_path))
     existing = directory
@@ -662,7 +663,8 @@ def check_audit(journal_path, trust=None):
                        'check as the user nova-compute runs as)'
                        % (existing, user))
     try:
-        verdict = audit_verify.verify_journal(journal_path, trust=trust)
+        verdict = audit_verify.verify_journal(journal_path, trust=trust,
+                                              host=host)
     except exception.SecmigError as e:
         return failure(str(e), 'make the journal readable by %s' % user)
     if not verdict:
@@ -670,7 +672,9 @@ def check_audit(journal_path, trust=None):
                        % (journal_path, verdict.reason, verdict.code,
                           verdict.details.get('record')),
                        'keep it as evidence; "secmig audit verify %s" '
-                       'locates the damage' % journal_path)
+                       'locates the damage, and "secmig audit recover" '
+                       'sets it aside and starts a new journal '
+                       '(doc/audit.rst)' % journal_path)
     return success('%s: %s' % (journal_path, verdict.reason))
 
 

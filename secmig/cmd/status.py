@@ -177,7 +177,8 @@ class Checks(upgradecheck.UpgradeCommands):
             trust = credentials.load_trust(self.conf.pki.cert_dir)
         except exception.SecmigError:
             trust = None
-        return readiness.check_audit(self.conf.audit.journal_path, trust)
+        return readiness.check_audit(self.conf.audit.journal_path, trust,
+                                     host=self.host())
 
     def _check_clock(self):
         return readiness.check_clock(self.conf.auth.max_clock_skew,

@@ -402,6 +402,15 @@ class TestPolicyAndAudit(Base):
         result = readiness.check_audit(path, self.pki.trust())
         self.assertResult(Code.FAILURE, '(edited, record 2)', result)
         self.assertIn('secmig audit verify', result.details)
+        self.assertIn('secmig audit recover', result.details)
+
+    def test_another_hosts_journal_fails(self):
+        path = self.journal()
+        self.assertResult(Code.SUCCESS, 'intact', readiness.check_audit(
+            path, self.pki.trust(), host='cmp1'))
+        result = readiness.check_audit(path, self.pki.trust(),
+                                       host='cmp9')
+        self.assertResult(Code.FAILURE, '(wrong_host', result)
 
 
 CHRONY = """Reference ID    : C0A80001 (ntp.example.org)
