@@ -132,6 +132,7 @@ def run(spec):
     strategy.secmig_conf = conf
     strategy.credentials = spec['credentials']
     strategy.history_source = lambda since: {}
+    strategy.placement_source = dict
     strategy.clock = lambda: spec['now']
     strategy.gnocchi_client = metric_client(spec['metrics'])
     solution = strategy.execute()

@@ -24,19 +24,22 @@ def _epoch(value):
 
 
 def from_watcher_db(context, since):
-    """``{instance uuid: [POSIX times]}`` of migrations after ``since``."""
+    """``{instance uuid: [POSIX times]}`` of migrations after ``since``.
+
+    The database is asked only for the actions in a counted state whose
+    last change (the start or the end of the migration) is at ``since``
+    or later: the read is bounded by the window, not by Watcher's whole
+    history. The time of a move is that last change.
+    """
     moves = collections.defaultdict(list)
-    for state in COUNTED:
-        for action in objects.Action.list(context,
-                                          filters={'state': state},
-                                          sort_key='created_at',
-                                          sort_dir='desc'):
-            if action.action_type != 'migrate':
-                continue
-            when = _epoch(action.updated_at or action.created_at)
-            if when is None or when < since:
-                continue
-            uuid = (action.input_parameters or {}).get('resource_id')
-            if uuid:
-                moves[uuid].append(when)
+    after = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
+    for action in objects.Action.list(
+            context, filters={'state__in': COUNTED,
+                              'updated_at__gte': after.replace(tzinfo=None)}):
+        if action.action_type != 'migrate':
+            continue
+        when = _epoch(action.updated_at)
+        uuid = (action.input_parameters or {}).get('resource_id')
+        if uuid and when is not None and when >= since:
+            moves[uuid].append(when)
     return {k: sorted(v) for k, v in moves.items()}

@@ -7,6 +7,7 @@ with goal ``workload_balancing`` and strategy ``secmig_hotspot``.
 """
 
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -15,7 +16,10 @@ import time
 
 from oslo_config import cfg
 from watcher.common import exception as wexc
+from watcher.common import nova_helper
+from watcher import conf as watcher_conf
 from watcher.decision_engine.strategy.strategies import base
+from watcher import objects
 
 from secmig import conf as secmig_conf
 from secmig import eligibility
@@ -67,6 +71,35 @@ class HotspotAuditError(wexc.WatcherException):
     msg_fmt = 'secmig hotspot audit failed (%(secmig_code)s): %(reason)s'
 
 
+def _continuous(audit):
+    return audit is not None and (
+        audit.audit_type == objects.audit.AuditType.CONTINUOUS.value)
+
+
+class PlacedDestinations(eligible_mod.Destinations):
+    """Destinations whose facts carry their aggregates and zone.
+
+    ``placement`` maps a host to ``(aggregate names, availability
+    zone)``, as :func:`secmig.watcher.model.placement` reads them from
+    Nova, so that policy rules on aggregates and zones judge Watcher's
+    moves as the Nova scheduler filter judges them.
+    """
+
+    def __init__(self, *args, placement=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.placement = placement or {}
+        self._placed = {}
+
+    def host_facts(self, name):
+        placed = self._placed.get(name)
+        if placed is None:
+            aggregates, zone = self.placement.get(name, ((), None))
+            placed = self._placed[name] = dataclasses.replace(
+                super().host_facts(name), aggregates=frozenset(aggregates),
+                availability_zone=zone)
+        return placed
+
+
 def _schema_number(description, default, minimum=0, kind='number',
                    maximum=None):
     entry = {'description': description, 'type': kind, 'default': default,
@@ -104,7 +137,8 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         several live migrations in one audit, worst hotspot first: each
         time the VM that gives the most relief per second of migration
         (resident memory and dirty rate) goes to a host that secmig
-        would accept (valid certificate, clearance and migration policy,
+        would accept (valid certificate, clearance and migration policy
+        with the host's aggregates and availability zone read from Nova,
         the checks of the Nova scheduler filter), that has the free
         vCPUs, memory and disk, real free memory for it, and that stays
         under every threshold once the VM's load is added. A swapping
@@ -114,7 +148,12 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         VM moved too often is left alone and reported. Every migration
         is preceded by a ``nop`` action whose message is the evidence
         (condition, metrics, values, projected loads, migration cost,
-        policy decision), so the action plan records why each VM moves.
+        policy decision), and Watcher's weight planner runs every
+        ``nop`` before any migration and at most ``[watcher_planners.
+        weight] parallelization`` migrations at once (2 by default). A
+        CONTINUOUS audit that cannot judge the cluster (Gnocchi down, no
+        data, the policy unusable) proposes nothing, says why in a
+        ``nop`` action and runs again next period.
 
     *Requirements*
 
@@ -148,17 +187,25 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
           to equal its load on the old one (its expected bandwidth for a
           starved VM). Swap-out is assumed to stop on a host with real
           free memory.
+        * The source host's facts carry no aggregate nor zone, as in
+          the Nova scheduler filter: a policy with
+          ``same_availability_zone`` refuses destinations in a zone.
         * Nova's scheduler filter and the compute hosts check every
           migration again.
     """
 
     def __init__(self, config, osc=None):
         super().__init__(config, osc)
+        # Watcher's weight planner: every nop (the evidence) before every
+        # migration, and at most [watcher_planners.weight]
+        # parallelization['migrate'] migrations at once.
+        self.planner = 'weight'
         self.instance_migrations_count = 0
         #: Set by tests and tools; otherwise built from the configuration.
         self.secmig_conf = None
         self.gnocchi_client = None
         self.history_source = None
+        self.placement_source = None
         self.credentials = None
         self.clock = time.time
         self.report = None
@@ -381,33 +428,64 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
             LOG.debug(self.compute_model.to_string())
 
     def do_execute(self, audit=None):
+        """Plan the audit's moves; see the class docstring.
+
+        An audit that cannot judge the cluster (Gnocchi unreachable, no
+        host with data, the policy unusable, Nova's aggregates unread)
+        raises :class:`HotspotAuditError`, which fails a one-shot audit.
+        A CONTINUOUS audit instead proposes nothing and reports why in a
+        ``nop`` action (``"secmig": "audit_failed"``): Watcher drops a
+        CONTINUOUS audit that fails, and the next period may well succeed.
+        """
         with _cyclic_gc_paused():
+            try:
+                inv, report, plan = self._decide()
+            except HotspotAuditError as e:
+                if not _continuous(audit):
+                    raise
+                self._report_failure(e)
+                return self.solution
+            for move in plan.moves:
+                self._migrate(inv, move)
+            self._report_action(report, plan)
+            return self.solution
+
+    def _decide(self):
+        """``(inventory, report, plan)``; raises HotspotAuditError."""
+        try:
             return self._audit()
+        except exception.SecmigError as e:
+            raise HotspotAuditError(secmig_code=e.code, reason=str(e))
 
     def _audit(self):
         now = self.clock()
         conf = self._conf()
         th, limits = self.thresholds(), self.limits()
         client = self.gnocchi_client or self.osc.gnocchi()
+        retries = watcher_conf.CONF.watcher_datasources
         reader = gnocchi_query.AggregatesReader(
             client, self.meters(), self._param('gnocchi_concurrency'),
-            self._param('gnocchi_page_hosts'))
+            self._param('gnocchi_page_hosts'),
+            attempts=retries.query_max_retries,
+            retry_interval=retries.query_interval)
         names = [n.hostname for n in
                  self.compute_model.get_all_compute_nodes().values()]
-        with self._gnocchi_errors(reader):
+        try:
             # Stage 1 of the read is in flight while the rest is built.
             with reader.begin(names, th, now) as read:
                 policy, history, inv = self._prepare(conf, now, limits)
                 obs = read.observe(inv.hosts, inv.vms,
                                    self._param('host_meter_margin'))
+        finally:
+            self.requests = reader.requests
         self._observed(obs)
         report = detect.detect(inv.hosts, inv.vms, obs, th)
         self.report = report
         self._check_data(report, inv)
-        destinations = eligible_mod.Destinations(
+        destinations = PlacedDestinations(
             self._verdicts(conf), conf.watcher.host_cert_dir, policy,
             facts.Request('watcher', self._credentials()), inv.instances,
-            now)
+            now, placement=self._placement())
 
         def make_plan(obs):
             return plan_mod.plan(report, inv.hosts, inv.vms, obs, th,
@@ -418,24 +496,41 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         if partly_read:
             # Bounds on unread loads may have ruled out a destination:
             # read those VMs fully, then plan again.
-            with self._gnocchi_errors(reader):
+            try:
                 obs = reader.complete(obs, partly_read)
+            finally:
+                self.requests = reader.requests
             self._observed(obs)
             self.plan = make_plan(obs)
-        for move in self.plan.moves:
-            self._migrate(inv, move)
-        self._report_action(report, self.plan)
-        return self.solution
+        return inv, report, self.plan
 
-    @contextlib.contextmanager
-    def _gnocchi_errors(self, reader):
-        """Turn a failed Gnocchi read into the audit's clear failure."""
+    def _placement(self):
+        """``{host: (aggregate names, availability zone)}`` from Nova."""
+        if self.placement_source is not None:
+            return self.placement_source()
         try:
-            yield
-        except gnocchi_query.GnocchiQueryError as e:
-            self.requests = reader.requests
-            LOG.error("secmig: %s", e)
-            raise HotspotAuditError(secmig_code=e.code, reason=str(e))
+            aggregates = nova_helper.NovaHelper().get_aggregate_list()
+        except Exception as e:
+            # Any failure (Nova, keystone, the SDK) leaves the policy's
+            # aggregate and zone rules without their facts.
+            raise HotspotAuditError(
+                secmig_code='nova_unavailable',
+                reason='host aggregates unread from Nova: %s: %s'
+                       % (type(e).__name__, e))
+        return model_mod.placement(aggregates)
+
+    def _report_failure(self, error):
+        """The one action of a CONTINUOUS audit that could not judge."""
+        LOG.error("secmig: the audit proposes nothing this period: %s",
+                  error)
+        message = {'secmig': 'audit_failed',
+                   'code': error.kwargs['secmig_code'],
+                   'reason': error.kwargs['reason'],
+                   'requests': self.requests}
+        self.solution.add_action(
+            action_type='nop',
+            input_parameters={'message': json.dumps(message,
+                                                    sort_keys=True)})
 
     @staticmethod
     def _partly_read(plan, obs, inv):
@@ -447,10 +542,7 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
 
     def _prepare(self, conf, now, limits):
         """The policy, the migration history and the inventory."""
-        try:
-            policy = loader.PolicySource(conf.policy.policy_file).get()
-        except loader.PolicyError as e:
-            raise HotspotAuditError(secmig_code=e.code, reason=str(e))
+        policy = loader.PolicySource(conf.policy.policy_file).get()
         history = self._history(now - limits.backoff_window)
         inv = model_mod.inventory(
             self.compute_model, self._param('link_gbps') * GBIT,

@@ -101,6 +101,20 @@ class Site(object):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def quick_retries(test, attempts=2):
+    """Watcher's Gnocchi retries for ``test``: ``attempts``, no wait.
+
+    Sets ``[watcher_datasources]`` until the test ends.
+    """
+    from oslo_config import cfg
+    from watcher import conf  # noqa: F401 (registers the options)
+    for name, value in (('query_max_retries', attempts),
+                        ('query_interval', 0)):
+        cfg.CONF.set_override(name, value, 'watcher_datasources')
+        test.addCleanup(cfg.CONF.clear_override, name,
+                        'watcher_datasources')
+
+
 def gnocchi_clients(client):
     """Watcher's own OpenStackClients, holding the fixture's Gnocchi client.
 
@@ -124,6 +138,7 @@ def make_strategy(site, compute_model, client, now, history=None,
     strategy.secmig_conf = site.conf()
     strategy.credentials = WATCHER_CREDENTIALS
     strategy.history_source = lambda since: dict(history or {})
+    strategy.placement_source = dict  # no aggregate, no zone
     strategy.clock = lambda: now
     return strategy
 

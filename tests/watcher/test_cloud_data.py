@@ -16,9 +16,12 @@ cluster one trait of a real cloud:
 * ``swap-``: a host that swaps while its guests do not, and guests that
   swap on a host that does not;
 * ``sum-``: no host network nor host swap meter (as Ceilometer alone
-  publishes): VMs that talk to each other, guests that swap.
+  publishes): VMs that talk to each other, guests that swap;
+* ``agg-``: a policy that names aggregates and availability zones, as
+  doc/policy.rst shows, with hosts in and out of them.
 """
 
+import os
 import time
 import uuid
 
@@ -109,6 +112,13 @@ class CloudDataTest(gf.GnocchiTestCase):
                                       net_out=55 * MB)
             g['gs%d' % i] = guest('sum-guestswap', guest_swap=0.7)
         g['sumcool'] = guest('sum-cool', cpu=0.2)
+        for name in ('agg-hot1', 'agg-hot2', 'agg-hot3'):
+            fast_hosts.append(gf.Host(name))
+            for n in range(4):
+                g['%s-%d' % (name, n)] = guest(name, cpu=0.9)
+        for name in ('agg-in', 'agg-out', 'agg-far'):
+            fast_hosts.append(gf.Host(name))
+            g[name] = guest(name, cpu=0.1)
         fast = [h.name for h in fast_hosts]
         gf.publish(cls.gnocchi, fast_hosts,
                    [v for v in g.values() if v.host in fast],
@@ -116,7 +126,8 @@ class CloudDataTest(gf.GnocchiTestCase):
         cls.site.enroll(*sorted({v.host for v in g.values()}
                                 | {h.name for h in slow_hosts + fast_hosts}))
 
-    def audit(self, prefix, params, memory=None, **more):
+    def audit(self, prefix, params, memory=None, placement=None, conf=None,
+              **more):
         guests = [v for v in self.guests.values()
                   if v.host.startswith(prefix)]
         hosts = sorted({v.host for v in guests})
@@ -124,6 +135,8 @@ class CloudDataTest(gf.GnocchiTestCase):
                                node_memory=8192, memory=memory)
         strategy = su.make_strategy(self.site, model, self.gnocchi.client(),
                                     self.now + 1, **dict(params, **more))
+        strategy.placement_source = lambda: placement or {}
+        strategy.secmig_conf = conf or strategy.secmig_conf
         solution = strategy.execute()
         return strategy, solution
 
@@ -236,3 +249,37 @@ class CloudDataTest(gf.GnocchiTestCase):
         self.assertEqual({('host_network', 'net_in'): hosts,
                           ('host_network', 'net_out'): hosts,
                           ('host_swap', 'swap_out'): hosts}, unevaluated)
+
+    # -- aggregates and zones --------------------------------------------
+
+    def test_destinations_carry_their_aggregates_and_zone(self):
+        # Given a policy whose destinations must be in aggregate
+        # secmig-enrolled and in zone az1 (the pattern of doc/policy.rst)
+        with open(su.POLICY) as f:
+            text = f.read()
+        path = os.path.join(self.site.dir, 'aggregates-policy.yaml')
+        with open(path, 'w') as f:
+            f.write(text + 'destinations:\n'
+                    '  availability_zones: [az1]\n'
+                    '  aggregates: [secmig-enrolled]\n')
+        conf = self.site.conf()
+        conf.set_override('policy_file', path, group='policy')
+        # and Nova's aggregates: agg-out is in no allowed aggregate,
+        # agg-far in another zone
+        placement = {
+            'agg-in': (frozenset({'secmig-enrolled', 'ssd'}), 'az1'),
+            'agg-out': (frozenset({'ssd'}), 'az1'),
+            'agg-far': (frozenset({'secmig-enrolled'}), 'az2')}
+        strategy, solution = self.audit('agg-', FAST, placement=placement,
+                                        conf=conf)
+        # Then the two moves the destination cap allows go to agg-in
+        moved = self.moved(solution)
+        self.assertEqual(['agg-in', 'agg-in'], [m[2] for m in moved])
+        # and the third hot host's four VMs were refused the others
+        [left] = strategy.plan.unresolved
+        self.assertEqual('no_eligible_destination', left.code)
+        refusals = left.details['refusals']
+        self.assertEqual(
+            (4, 4, 4), (refusals['destination_cap'],
+                        refusals['aggregate_not_allowed'],
+                        refusals['availability_zone_not_allowed']))

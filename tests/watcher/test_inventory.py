@@ -60,3 +60,22 @@ class InventoryTest(testtools.TestCase):
         self.assertEqual({'v3': 1024000.0},
                          {v.id: v.expected_in for v in inv.vms
                           if v.expected_in})
+
+    def test_placement_reads_aggregates_and_zones_as_the_filter_does(self):
+        from watcher.common import nova_helper
+
+        def aggregate(name, hosts, zone=None, metadata=None):
+            return nova_helper.Aggregate(id='1', name=name, hosts=hosts,
+                                         availability_zone=zone,
+                                         metadata=metadata or {})
+
+        placement = model_mod.placement([
+            aggregate('enrolled', ['a', 'b']),
+            aggregate('zone-1', ['a'], zone='az1'),
+            aggregate('zone-2', ['b'],
+                      metadata={'availability_zone': 'az2'}),
+            aggregate('zone-3', ['b'], zone='az3')])
+        self.assertEqual(
+            {'a': (frozenset({'enrolled', 'zone-1'}), 'az1'),
+             'b': (frozenset({'enrolled', 'zone-2', 'zone-3'}), 'az2')},
+            placement)

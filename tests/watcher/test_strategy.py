@@ -262,6 +262,7 @@ class TestSecureHotspot(gf.GnocchiTestCase):
 
     def test_gnocchi_stopped_mid_audit_fails_the_audit(self):
         self.restart_api_at_end()
+        su.quick_retries(self, attempts=3)
         client = gclient.Client(session=self.gnocchi.session())
         post = client.api.post
         calls = []
@@ -281,6 +282,7 @@ class TestSecureHotspot(gf.GnocchiTestCase):
         self.assertEqual('gnocchi_unreachable',
                          cm.exception.kwargs['secmig_code'])
         self.assertIn('Gnocchi unreachable', str(cm.exception))
+        self.assertIn('(3 attempts)', str(cm.exception))
         self.assertEqual(1, len(calls))
 
     def test_cyclic_gc_is_paused_for_the_audit_only(self):

@@ -263,6 +263,7 @@ class TestTwoStageRead(gf.GnocchiTestCase):
     def test_gnocchi_stopped_between_the_stages_fails_the_audit(self):
         from secmig.watcher import strategy as strategy_mod
         self.restart_api_at_end()
+        su.quick_retries(self, attempts=1)
         sims = [s for s in self.vms.values() if s.host.startswith('m-')]
         recorder = su.RecordingClient(self.gnocchi.session())
         post = recorder.client.api.post
