@@ -1,12 +1,18 @@
-"""Watcher finds the strategy through its own plugin loader."""
+"""Watcher finds the strategy; its guide names what the strategy reads."""
 
+import io
+import os
 import unittest
 
 from tests.watcher import strategy_util  # noqa: F401,I100 (watcher first)
 
+from docutils import core
 from watcher.decision_engine.loading import default as loading
 
+from secmig.hotspot import gnocchi_query
 from secmig.watcher import strategy as strategy_mod
+
+GUIDE = os.path.join(strategy_util.ROOT, 'doc', 'watcher.rst')
 
 
 class PluginTest(unittest.TestCase):
@@ -18,3 +24,25 @@ class PluginTest(unittest.TestCase):
         self.assertIs(strategy_mod.SecureHotspot, cls)
         self.assertEqual('secmig_hotspot', cls.get_name())
         self.assertEqual('workload_balancing', cls.get_goal_name())
+
+
+class GuideTest(unittest.TestCase):
+
+    def setUp(self):
+        with open(GUIDE) as f:
+            self.guide = f.read()
+
+    def test_guide_is_valid_restructuredtext(self):
+        errors = io.StringIO()
+        core.publish_doctree(self.guide, settings_overrides={
+            'warning_stream': errors, 'report_level': 2, 'halt_level': 5})
+        self.assertEqual('', errors.getvalue())
+
+    def test_guide_names_every_parameter_and_meter(self):
+        schema = strategy_mod.SecureHotspot.get_schema()['properties']
+        missing = [name for name in schema
+                   if '``%s``' % name not in self.guide]
+        self.assertEqual([], missing)
+        meters = sorted(set(gnocchi_query.Meters().names().values()))
+        self.assertEqual([], [m for m in meters
+                              if '``%s``' % m not in self.guide])
