@@ -377,14 +377,17 @@ class CertificateVerdicts:
         started, count = time.monotonic(), 0
         while True:
             self._defer_to_requests()
-            if not self.verify_queued(1):
-                break
-            count += 1
-        with self._lock:
-            new, self._new = self._new, 0
-            left = len(self._queued)
-            self._worker = None
-            self._idle.notify_all()
+            if self.verify_queued(1):
+                count += 1
+                continue
+            with self._lock:
+                if self._order and self._trust.store is not None:
+                    continue  # queued since verify_queued looked
+                new, self._new = self._new, 0
+                left = len(self._queued)
+                self._worker = None
+                self._idle.notify_all()
+            break
         if left:
             LOG.warning("secmig: certificate verification stopped with %d "
                         "host certificates pending: %s", left,

@@ -66,7 +66,8 @@ class SecureMigrationFilter(filters.BaseHostFilter):
       published it) is verified in the background, and the host refused
       with ``certificate_pending`` until it has been. No request waits
       for that: a request verifies at most
-      :data:`secmig.verdicts.INLINE` certificates itself.
+      :data:`secmig.verdicts.INLINE` certificates itself, and none while
+      more than that wait for the background.
     * Cost: no cryptography and no I/O per host. A verdict is kept per
       certificate and CA, with the certificate's validity window, which
       every request checks against the clock. Every
