@@ -26,6 +26,7 @@ it. A host is never passed on a certificate that has not been verified.
 
 import collections
 import datetime
+import functools
 import logging
 import os
 import threading
@@ -91,7 +92,7 @@ class _Trust:
             self.refusal = Decision.refuse(
                 'trust_unavailable', 'the CA certificate or revocation '
                 'list cannot be read: %s' % error)
-            self.identity, self.until, self.cas = None, _UNBOUNDED, {}
+            self.identity, self.until = None, _UNBOUNDED
             return
         self.identity = (tuple(ca.public_bytes(_DER) for ca in store.ca_certs),
                          tuple(crl.public_bytes(_DER) for crl in store.crls))
@@ -100,10 +101,17 @@ class _Trust:
                   if crl.next_update_utc is not None]
         #: when the store stops vouching: a CA expires, a list goes stale
         self.until = min(times).timestamp()
-        #: CA DER -> serials its lists revoke, or None when its verdicts
-        #: must be verified again (lists missing, or not signed by it)
-        self.cas = {der: _revoked_serials(ca, store.crls, require_crl)
-                    for der, ca in zip(self.identity[0], store.ca_certs)}
+        self._require_crl = require_crl
+
+    @functools.cached_property
+    def cas(self):
+        """CA DER -> the serials its lists revoke, or None.
+
+        None when that CA's verdicts must be verified again: its lists
+        are missing (and required), or not signed by it.
+        """
+        return {der: _revoked_serials(ca, self.store.crls, self._require_crl)
+                for der, ca in zip(self.identity[0], self.store.ca_certs)}
 
     def issuer_of(self, cert):
         """DER of the CA in the store that issued ``cert`` (verified)."""
