@@ -76,9 +76,10 @@ class PendingHostsTest(NewHostsMixin, test_filter.FilterTestCase):
 
     def test_named_host_pending_gets_that_reason(self):
         # Given a scheduler whose background verification has a backlog
+        # far larger than a request may verify itself
         flt = self.filter()
-        flt._verdicts.submit({name: self.pems[name] for name in NEW_HOSTS})
-        self.assertGreater(flt._verdicts.pending(), verdicts.INLINE)
+        flt._verdicts.submit({'backlog%03d' % i: self.pems['low']
+                              for i in range(20 * verdicts.INLINE)})
         spec = self.spec(requested_destination=objects.Destination(
             host='good', node='good'))
         # When an admin moves an instance to a host it has not verified
@@ -116,10 +117,9 @@ class PendingHostsTest(NewHostsMixin, test_filter.FilterTestCase):
 
     def test_revocation_reaches_kept_verdicts_at_refresh(self):
         # Given a host passed on a kept verdict, refreshed at every request
-        host = self.pki.enroll('revokee', clearance=1)
-        self.pems['revokee'] = host.cert_pem.decode()
+        pem = self.pki.enroll('revokee', clearance=1).cert_pem.decode()
         flt = self.filter('[pki]\nverdict_refresh_interval = 0\n')
-        hosts = [test_filter.host_state('revokee', self.pems['revokee'])]
+        hosts = [test_filter.host_state('revokee', pem)]
         self.assertEqual(['revokee'], [h.host for h in flt.filter_all(
             hosts, self.spec())])
         # When the CA revokes it and the controller gets the new CRL
