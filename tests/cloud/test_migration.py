@@ -120,6 +120,7 @@ class RefusedMigrationTest(base.CloudTestCase):
         # cmp4 never installed the CRL that revokes it; the source has.
         message, _ = self.assertRefused(
             'cmp4', 'peer_certificate_invalid',
-            'the certificate presented for cmp4 is refused')
+            'the certificate presented for cmp4, whose key signed the '
+            'message, is refused')
         self.assertIn('revoked', message)
         self.assertIn('keyCompromise', message)
