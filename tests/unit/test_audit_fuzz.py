@@ -18,8 +18,6 @@ import unittest
 
 from hypothesis import example
 from hypothesis import given
-from hypothesis import HealthCheck
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from secmig.audit import delivery
@@ -32,11 +30,10 @@ from secmig.audit import trail
 from secmig.audit import verify
 from secmig import exception
 from tests import auditutil
+from tests import fuzzutil
 from tests import pkiutil
 
-BOUNDED = settings(max_examples=120, deadline=None, database=None,
-                   derandomize=True,
-                   suppress_health_check=[HealthCheck.too_slow])
+BOUNDED = fuzzutil.bounded(120)
 
 #: The codes verify.py documents.
 VERIFY_CODES = {'malformed', 'truncated', 'deleted', 'reordered',
@@ -45,28 +42,8 @@ VERIFY_CODES = {'malformed', 'truncated', 'deleted', 'reordered',
                 'wrong_host', 'untrusted_signer', 'head_missing', 'bad_head',
                 'head_mismatch', 'bad_cursor'}
 
-_json_leaf = (st.none() | st.booleans() | st.integers()
-              | st.floats(allow_nan=False, allow_infinity=False)
-              | st.text(max_size=40))
-json_values = st.recursive(
-    _json_leaf, lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12)
-
-
-@st.composite
-def mutations(draw, data):
-    """``data`` with one byte replaced, inserted or deleted, or cut."""
-    kind = draw(st.sampled_from(('replace', 'insert', 'delete', 'cut')))
-    i = draw(st.integers(0, len(data) - 1))
-    if kind == 'replace':
-        byte = draw(st.integers(0, 255).filter(lambda b: b != data[i]))
-        return data[:i] + bytes([byte]) + data[i + 1:]
-    if kind == 'insert':
-        return data[:i] + bytes([draw(st.integers(0, 255))]) + data[i:]
-    if kind == 'delete':
-        return data[:i] + data[i + 1:]
-    return data[:i]
+json_values = fuzzutil.json_values(finite=True)
+mutations = fuzzutil.mutations
 
 
 @st.composite

@@ -17,7 +17,6 @@ import json
 import unittest
 
 from hypothesis import given
-from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
 
@@ -30,40 +29,20 @@ from secmig.auth import binding as binding_mod
 from secmig.auth import messages
 from secmig.auth import signing
 from secmig import exception
+from tests import fuzzutil
 from tests.unit import authutil
 
 LIMIT = 16384
-BOUNDED = settings(max_examples=300, deadline=None, database=None,
-                   derandomize=True,
-                   suppress_health_check=[HealthCheck.too_slow])
+BOUNDED = fuzzutil.bounded(300)
 #: For properties whose every example runs three signed steps.
 BOUNDED_STEPS = settings(BOUNDED, max_examples=120)
 
-_json_leaf = (st.none() | st.booleans() | st.integers()
-              | st.floats(allow_nan=False) | st.text(max_size=40))
-json_values = st.recursive(
-    _json_leaf, lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12)
+json_values = fuzzutil.json_values()
+mutations = fuzzutil.mutations
 
 
 def canonical(obj):
     return json.dumps(obj, sort_keys=True, separators=(',', ':')).encode()
-
-
-@st.composite
-def mutations(draw, data):
-    """``data`` with one byte replaced, inserted or deleted, or cut."""
-    kind = draw(st.sampled_from(('replace', 'insert', 'delete', 'cut')))
-    i = draw(st.integers(0, len(data) - 1))
-    if kind == 'replace':
-        byte = draw(st.integers(0, 255).filter(lambda b: b != data[i]))
-        return data[:i] + bytes([byte]) + data[i + 1:]
-    if kind == 'insert':
-        return data[:i] + bytes([draw(st.integers(0, 255))]) + data[i:]
-    if kind == 'delete':
-        return data[:i] + data[i + 1:]
-    return data[:i]
 
 
 @st.composite

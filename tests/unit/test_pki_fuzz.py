@@ -15,7 +15,6 @@ import unittest
 
 from cryptography import x509
 from hypothesis import given
-from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
 
@@ -25,12 +24,10 @@ from secmig.pki import keys
 from secmig.pki import renewal
 from secmig.pki import tokens
 from secmig.pki import verify
+from tests import fuzzutil
 from tests import pkiutil
 
-BOUNDED = settings(max_examples=250, deadline=None, database=None,
-                   derandomize=True,
-                   suppress_health_check=[HealthCheck.too_slow,
-                                          HealthCheck.data_too_large])
+BOUNDED = fuzzutil.bounded(250)
 
 LOAD_CODES = {'malformed_pem', 'truncated_pem', 'unsupported_key'}
 #: The refusals verify_certificate documents.

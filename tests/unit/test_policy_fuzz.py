@@ -11,15 +11,12 @@ import tempfile
 import unittest
 
 from hypothesis import given
-from hypothesis import HealthCheck
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from secmig.policy import loader
+from tests import fuzzutil
 
-BOUNDED = settings(max_examples=300, deadline=None, database=None,
-                   derandomize=True,
-                   suppress_health_check=[HealthCheck.too_slow])
+BOUNDED = fuzzutil.bounded(300)
 SAMPLE = os.path.join(os.path.dirname(__file__), '..', '..', 'etc',
                       'secmig', 'migration-policy.yaml.sample')
 with open(SAMPLE) as f:
