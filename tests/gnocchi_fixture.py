@@ -61,6 +61,8 @@ HOST_METERS = {'cpu_pct': 'compute.node.cpu.percent',
                'mem_free': 'host.memory.available'}
 #: Host meters that are cumulative counters (the others are gauges).
 HOST_COUNTERS = ('net_in', 'net_out', 'swap_out')
+#: Resources whose samples are posted together (bounds the memory held).
+_FLUSH = 2000
 
 
 @dataclasses.dataclass
@@ -124,7 +126,8 @@ def _policies(server, granularity):
     return ({'archive_policy_name': rate}, {'archive_policy_name': low})
 
 
-def publish(server, hosts, guests, now, span, poll=60, granularity=300):
+def publish(server, hosts, guests, now, span, poll=60, granularity=300,
+            wait_timeout=300):
     """Publish ``hosts`` and ``guests`` as a cloud would, up to ``now``.
 
     One sample every ``poll`` seconds over the ``span`` seconds before
@@ -133,7 +136,8 @@ def publish(server, hosts, guests, now, span, poll=60, granularity=300):
     with Ceilometer's aggregation methods (``mean`` and ``rate:mean`` for
     counters, ``mean`` for gauges and for ``memory.swap.out``).
     Counters start at 0 and grow at the given rates, so a missed poll
-    leaves a longer interval, not a different total. Waits for metricd.
+    leaves a longer interval, not a different total. Waits up to
+    ``wait_timeout`` seconds for metricd.
     """
     rate, low = _policies(server, granularity)
     server.create_resource_types()
@@ -175,6 +179,9 @@ def publish(server, hosts, guests, now, span, poll=60, granularity=300):
     created = server.insert_resources('instance_network_interface', nics)
     nic_ids = {(r['instance_id'], r['name']): r['id'] for r in created}
     for g in guests:
+        if len(measures) >= _FLUSH:
+            server.post_measures(measures)
+            measures = {}
         if not g.running:
             continue
         measures[g.id] = _guest_samples(g, stamps)
@@ -188,7 +195,7 @@ def publish(server, hosts, guests, now, span, poll=60, granularity=300):
                     ('network.incoming.packets.drop', g.drop_in),
                     ('network.outgoing.packets.drop', g.drop_out))}
     server.post_measures(measures)
-    server.wait_processed(timeout=300)
+    server.wait_processed(timeout=wait_timeout)
 
 
 def _guest_samples(g, stamps):

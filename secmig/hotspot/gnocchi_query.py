@@ -79,6 +79,8 @@ INSTANCE_KINDS = ('cpu', 'resident', 'dirty')
 INTERFACE_KINDS = ('net_in', 'net_out', 'drop_in', 'drop_out')
 #: What a VM is read for when no host meter is named.
 INSTANCES_MODE_KINDS = frozenset(('cpu',) + model.COST_KINDS)
+_EXPECTED = {'net_in': 'expected_in', 'net_out': 'expected_out'}
+_DROPS = {'net_in': 'drop_in', 'net_out': 'drop_out'}
 
 _TRANSIENT = (gexc.ConnectionFailure, gexc.ConnectionTimeout,
               gexc.UnknownConnectionError, gexc.RetryAfterException)
@@ -408,12 +410,13 @@ class _Pending:
             owners = ((rid, [metrics]) for rid, metrics in measures)
         else:
             owners = _by_owner(answer, measures, self.attribute)
+        stamps = {}
         for owner, members in owners:
             for kind in sorted(self.kinds):
                 name, scale = self.names[kind]
                 totals = {}
                 for metrics in members:
-                    points = _points(metrics, name)
+                    points = _points(metrics, name, stamps)
                     if scale is not None:
                         points = _rates(points, scale, query)
                     for t, v in points:
@@ -489,7 +492,7 @@ class HostMeterRead(object):
             screened.update(why)
             pending, chunk_asked = reader._submit(
                 self.pool, self.query, [],
-                {v.id: _vm_kinds(reasons) for name, reasons in why.items()
+                {v.id: _vm_kinds(reasons, v) for name, reasons in why.items()
                  for v in placed[name]})
             stage2 += pending
             asked.update(chunk_asked)
@@ -522,11 +525,19 @@ class HostMeterRead(object):
         return chunk, why
 
 
-def _vm_kinds(reasons):
-    """The VM kinds to read for a host screened for ``reasons``."""
+def _vm_kinds(reasons, vm):
+    """The kinds to read of ``vm``, on a host screened for ``reasons``.
+
+    What moving it costs, the kinds of its host's reasons, and on a
+    saturated link its dropped packets if it expects bandwidth that way
+    (only a shortfall reads them).
+    """
     kinds = set(model.COST_KINDS)
     for reason in reasons:
-        kinds.update(model.vm_kinds(reason.split(':', 1)[0]))
+        kind, why = reason.split(':', 1)
+        kinds.update(model.vm_kinds(kind))
+        if why == 'link_saturated' and getattr(vm, _EXPECTED[kind]):
+            kinds.add(_DROPS[kind])
     return frozenset(kinds)
 
 
@@ -545,22 +556,29 @@ def _by_owner(answer, measures, attribute):
             if key is not None)
 
 
-def _points(metrics, name):
-    """One metric's ``mean`` series as ``[(epoch, value)]`` (maybe [])."""
+def _points(metrics, name, stamps):
+    """One metric's ``mean`` series as ``[(epoch, value)]`` (maybe []).
+
+    ``stamps`` caches the epochs of the answer's timestamps (its series
+    share them).
+    """
     points = metrics.get(name, {}).get('mean') or ()
-    return [(_epoch(ts), _number(value)) for ts, _, value in points]
+    return [(stamps.get(ts) or _epoch(ts, stamps), _number(value))
+            for ts, _, value in points]
 
 
-def _epoch(stamp):
-    if not isinstance(stamp, datetime.datetime):
+def _epoch(stamp, stamps):
+    if type(stamp) is not datetime.datetime:
         raise ValueError('%r is not a timestamp' % (stamp,))
-    return stamp.timestamp()
+    stamps[stamp] = epoch = stamp.timestamp()
+    return epoch
 
 
 def _number(value):
     """``value`` if it is a finite number; raises ``ValueError``."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value)):
+    # bool is a subclass of int, not an instance of these exact types;
+    # NaN and the infinities are not finite.
+    if type(value) not in (int, float) or not math.isfinite(value):
         raise ValueError('%r is not a finite number' % (value,))
     return value
 

@@ -37,15 +37,15 @@ QUOTA_IN = 'quota:vif_inbound_average'
 QUOTA_OUT = 'quota:vif_outbound_average'
 EXPECTED_BANDWIDTH = 'secmig:expected_bandwidth'
 
-_VM_KINDS_OF_HOST = {'cpu_pct': ('cpu',), 'net_in': ('net_in', 'drop_in'),
-                     'net_out': ('net_out', 'drop_out')}
+_VM_KINDS_OF_HOST = {'cpu_pct': ('cpu',), 'net_in': ('net_in',),
+                     'net_out': ('net_out',)}
 
 
 def vm_kinds(kind):
-    """The VM kinds a host of kind ``kind`` needs read of its VMs.
+    """The VM kinds a host of kind ``kind`` adds up from its VMs.
 
     ``cpu_pct``: the VMs' ``cpu``; a direction of the link: the VMs'
-    bytes and drops that way; other kinds: none (only the cost kinds).
+    bytes that way; other kinds: none.
     """
     return _VM_KINDS_OF_HOST.get(kind, ())
 

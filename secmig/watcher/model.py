@@ -4,7 +4,6 @@ Watcher's model knows placement, sizes, states and flavor extra specs,
 but not a host's link speed: that comes from the strategy's parameters.
 """
 
-import collections
 import collections.abc
 import dataclasses
 import json
@@ -126,27 +125,6 @@ def inventory(compute_model, link_bps, link_overrides=None, history=None):
                 node.vcpu_capacity - vcpus, node.memory_mb_capacity - memory,
                 node.disk_gb_capacity - disk)
     return inv
-
-
-def placement(aggregates):
-    """``{host: (aggregate names, availability zone)}`` of Nova aggregates.
-
-    ``aggregates`` are Watcher's ``nova_helper.Aggregate`` items (``name``,
-    ``hosts``, ``availability_zone``, ``metadata``). A host's zone is the
-    first zone one of its aggregates sets, None if none does: as the Nova
-    scheduler filter reads host aggregates.
-    """
-    names = collections.defaultdict(set)
-    zones = {}
-    for aggregate in aggregates:
-        zone = aggregate.availability_zone or (
-            aggregate.metadata or {}).get('availability_zone')
-        for host in aggregate.hosts or ():
-            names[host].add(aggregate.name)
-            if zone and host not in zones:
-                zones[host] = zone
-    return {host: (frozenset(names[host]), zones.get(host))
-            for host in names}
 
 
 def _add_instance(inv, instance, hostname):

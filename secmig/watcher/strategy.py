@@ -7,7 +7,6 @@ with goal ``workload_balancing`` and strategy ``secmig_hotspot``.
 """
 
 import contextlib
-import dataclasses
 import gc
 import json
 import logging
@@ -32,6 +31,7 @@ from secmig.policy import facts
 from secmig.policy import loader
 from secmig.watcher import history as history_mod
 from secmig.watcher import model as model_mod
+from secmig.watcher import placement as placement_mod
 
 LOG = logging.getLogger(__name__)
 GBIT = 1e9 / 8
@@ -74,30 +74,6 @@ class HotspotAuditError(wexc.WatcherException):
 def _continuous(audit):
     return audit is not None and (
         audit.audit_type == objects.audit.AuditType.CONTINUOUS.value)
-
-
-class PlacedDestinations(eligible_mod.Destinations):
-    """Destinations whose facts carry their aggregates and zone.
-
-    ``placement`` maps a host to ``(aggregate names, availability
-    zone)``, as :func:`secmig.watcher.model.placement` reads them from
-    Nova, so that policy rules on aggregates and zones judge Watcher's
-    moves as the Nova scheduler filter judges them.
-    """
-
-    def __init__(self, *args, placement=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.placement = placement or {}
-        self._placed = {}
-
-    def host_facts(self, name):
-        placed = self._placed.get(name)
-        if placed is None:
-            aggregates, zone = self.placement.get(name, ((), None))
-            placed = self._placed[name] = dataclasses.replace(
-                super().host_facts(name), aggregates=frozenset(aggregates),
-                availability_zone=zone)
-        return placed
 
 
 def _schema_number(description, default, minimum=0, kind='number',
@@ -482,7 +458,7 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         report = detect.detect(inv.hosts, inv.vms, obs, th)
         self.report = report
         self._check_data(report, inv)
-        destinations = PlacedDestinations(
+        destinations = placement_mod.PlacedDestinations(
             self._verdicts(conf), conf.watcher.host_cert_dir, policy,
             facts.Request('watcher', self._credentials()), inv.instances,
             now, placement=self._placement())
@@ -517,7 +493,7 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                 secmig_code='nova_unavailable',
                 reason='host aggregates unread from Nova: %s: %s'
                        % (type(e).__name__, e))
-        return model_mod.placement(aggregates)
+        return placement_mod.placement(aggregates)
 
     def _report_failure(self, error):
         """The one action of a CONTINUOUS audit that could not judge."""
@@ -553,7 +529,6 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
         return policy, history, inv
 
     def _observed(self, obs):
-        self.requests = obs.requests
         self.observations = obs
         LOG.info("secmig: Gnocchi read in %s mode: %d requests, %d "
                  "instances read, %s", obs.mode, obs.requests, len(obs.vm),

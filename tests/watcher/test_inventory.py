@@ -7,6 +7,7 @@ from tests.watcher import strategy_util as su  # noqa: I100 (first)
 import testtools
 
 from secmig.watcher import model as model_mod
+from secmig.watcher import placement as placement_mod
 
 
 def sim(vm_id, host, vcpus, memory_mb, state='active', extra_specs=None,
@@ -69,7 +70,7 @@ class InventoryTest(testtools.TestCase):
                                          availability_zone=zone,
                                          metadata=metadata or {})
 
-        placement = model_mod.placement([
+        placement = placement_mod.placement([
             aggregate('enrolled', ['a', 'b']),
             aggregate('zone-1', ['a'], zone='az1'),
             aggregate('zone-2', ['b'],

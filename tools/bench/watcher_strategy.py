@@ -1,14 +1,18 @@
 """Benchmark: secmig_hotspot against Watcher's built-in strategies.
 
 Not a test. For each cluster size, starts one real Gnocchi 4.7 (see
-secmig/demo/gnocchi.py), loads a cluster of HOSTS x VMS as Ceilometer
-would publish it (about 5% of the hosts hot on CPU, 2% on network, 2%
-swapping, ten points of one minute), with host meters on every host
-(``compute.node.cpu.percent`` as Nova's CPU monitor publishes it, and
-cumulative host network and swap-out meters as an operator's pollster
-would, each the sum of the host's VMs; ``--no-host-meters`` leaves them
-out), builds the same Watcher compute model for every strategy, and runs
-one audit of each:
+secmig/demo/gnocchi.py) and publishes a cluster of HOSTS x VMS as a
+cloud sends it (tests/gnocchi_fixture.py ``publish``): Ceilometer's VM
+meters (``cpu``, ``memory.resident``, each interface's bytes and dropped
+packets; guests without balloon statistics) and, as an operator's
+collector would, every host's CPU, link, swap-out and available-memory
+meters (``--no-host-meters`` leaves the host meters out), polled and
+archived every 300 s as Ceilometer does by default, for the strategy's
+default 30-minute window. About 5 % of the hosts are hot on CPU, 2 % on their
+link, 2 % swap, and on 2 % a starved VM (short of what it expects, its
+interfaces dropping packets) sits beside an idle one on a saturated
+link. It builds the same Watcher compute model for every strategy and
+runs one audit of each:
 
 * ``secmig_hotspot`` (this project),
 * ``workload_balance`` (threshold = the same host CPU threshold),
@@ -19,15 +23,22 @@ For each it prints the wall time of the audit (for secmig, the median
 of three audits on fresh models; each one's time is printed too), its
 CPU time (the strategy's process and Gnocchi's API processes: the work
 it costs, whatever the machine lets run in parallel), the Gnocchi HTTP
-requests it sent (counted by the server), the migrations
-proposed and the hotspots left when the plan is applied to the model
-(secmig's detection over the VMs' measures), then the ratios against
-secmig, and how secmig read Gnocchi (mode, VMs read).
+requests it sent (counted by the server), the migrations proposed and
+the hotspots left when the plan is applied (secmig's detection over the
+cluster's true loads once the VMs have moved: a host swaps while less
+than 10 % of its memory is available, a starved VM gets what it expects
+once off a saturated link), then the ratios against secmig. When
+Watcher's strategies are left out, it adds secmig's peak memory during
+one more audit (Python's allocations, traced) and the largest Gnocchi
+answer (bytes) of an audit.
 
 Run from the repository root with the project's virtualenv::
 
     .venv/bin/python tools/bench/watcher_strategy.py --hosts 50 200
-    .venv/bin/python tools/bench/watcher_strategy.py --hosts 1000
+    .venv/bin/python tools/bench/watcher_strategy.py --hosts 1000 \\
+        --skip-stabilization-above 200
+    .venv/bin/python tools/bench/watcher_strategy.py --hosts 10000 \\
+        --skip-builtin-above 1000
 
 ``--skip-builtin-above N`` leaves Watcher's strategies out for sizes
 above N hosts (the 1,000-host workload_balance audit takes minutes);
@@ -44,6 +55,7 @@ import random
 import statistics
 import sys
 import time
+import tracemalloc
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
@@ -61,56 +73,137 @@ from secmig.hotspot import model as hmodel  # noqa: E402
 from secmig.hotspot import plan as plan_mod  # noqa: E402
 from tests import gnocchi_fixture as gf  # noqa: E402
 
-G = 60
-POINTS = 10
+#: Ceilometer's default polling interval and archive granularity, and
+#: the strategy's default window: six periods.
+G = 300
+POINTS = 6
 CPUS = 16
+MEMORY = 65536  # MiB per host
+HOST_USED = 2000  # MiB the host itself uses
 MB = 1e6
 LINK_GBPS = 10.0
+LINK = LINK_GBPS * 1e9 / 8
+#: A starved VM expects this (bytes/s), gets STARVED on a full link.
+EXPECTED = 200 * MB
+STARVED = 50 * MB
 #: secmig audits per size (median reported): each takes seconds, and a
 #: shared two-core machine makes a single one noisy.
 AUDITS = 3
 PARAMS = dict(window=POINTS * G, granularity=G, stale_after=3 * G,
               min_points=3, link_gbps=LINK_GBPS, max_migrations=10000,
               max_migrations_per_source=5, max_migrations_per_destination=2)
+TH = detect.Thresholds(window=POINTS * G, granularity=G, stale_after=3 * G,
+                       min_points=3)
+#: When the truth after the moves is judged.
+NOW_TRUTH = 1_800_000_000.0
+
+
+@dataclasses.dataclass
+class Cluster:
+    """The cluster's truth: hosts, guests, and what each guest does."""
+
+    names: list
+    guests: list
+    kinds: dict
 
 
 def make_cluster(hosts, per_host, rnd):
-    """SimVms: quiet hosts, and some hot on CPU, network or swap."""
-    names = ['h%04d' % i for i in range(hosts)]
-    kinds = {}
+    """Guests on quiet hosts, and on hosts hot on CPU, link or memory."""
+    names = ['h%05d' % i for i in range(hosts)]
+    kinds, guests = {}, []
     for i, name in enumerate(names):
-        kinds[name] = ('cpu' if i % 20 == 3 else 'net' if i % 50 == 7
-                       else 'swap' if i % 50 == 11 else 'quiet')
-    vms = []
-    link = LINK_GBPS * 1e9 / 8
-    for name in names:
-        kind = kinds[name]
-        for _ in range(per_host):
-            cpu = rnd.uniform(0.2, 0.8)
-            net = rnd.uniform(5, 40) * MB
-            swap = 0.0
+        kind = ('cpu' if i % 20 == 3 else 'net' if i % 50 == 7
+                else 'swap' if i % 50 == 11 else 'starve' if i % 50 == 19
+                else 'quiet')
+        kinds[name] = kind
+        for k in range(per_host):
+            g = gf.Guest(str(uuid.uuid4()), name, balloon=False,
+                         cpu=rnd.uniform(0.2, 0.8),
+                         net_in=rnd.uniform(5, 40) * MB,
+                         resident=rnd.uniform(1500, 3500), memory_mb=4096)
             if kind == 'cpu':
-                cpu = rnd.uniform(1.4, 1.6)
+                g.cpu = rnd.uniform(1.4, 1.6)
             elif kind == 'net':
-                net = link * rnd.uniform(0.088, 0.095)
+                g.net_in = LINK * rnd.uniform(0.088, 0.095)
             elif kind == 'swap':
-                swap = rnd.uniform(0.15, 0.25)
-            vms.append(gf.SimVm(str(uuid.uuid4()), name, cpu=cpu,
-                                net_in=net, net_out=net / 4,
-                                swap_out=swap))
-    return names, vms
+                g.resident, g.memory_mb = rnd.uniform(6000, 6100), 6144
+            elif kind == 'starve':
+                g.net_in = (LINK * 0.95 - STARVED) / (per_host - 2)
+                if k < 2:
+                    g.metadata = {'secmig:expected_bandwidth':
+                                  str(EXPECTED / 1024)}
+                    g.net_in = STARVED if k == 0 else 0.0
+                    g.drop_in = 20.0 if k == 0 else 0.0
+            g.net_out = g.net_in / 4
+            guests.append(g)
+    return Cluster(names, guests, kinds)
 
 
-def hotspots_after(hosts, vms, obs, moves):
-    th = detect.Thresholds(window=POINTS * G, granularity=G,
-                           stale_after=3 * G, min_points=3)
-    infos = [hmodel.HostInfo(h, CPUS, LINK_GBPS * 1e9 / 8) for h in hosts]
-    placed = plan_mod.apply(
-        [hmodel.VmInfo(v.id, v.host) for v in vms], moves)
-    # Host meters do not follow a VM the plan moves: judge the VM sums.
-    report = detect.detect(infos, placed, dataclasses.replace(obs, host={}),
-                           th)
-    return len(report.hotspots)
+def host_meters(names, guests, host_meters=True):
+    """Each host's meters (:class:`gf.Host`) from its guests' truth."""
+    on = {name: [] for name in names}
+    for g in guests:
+        on[g.host].append(g)
+    hosts = []
+    for name in names:
+        if not host_meters:
+            hosts.append(gf.Host(name))
+            continue
+        resident = sum(g.resident for g in on[name])
+        free = MEMORY - HOST_USED - resident
+        hosts.append(gf.Host(
+            name, cpu_pct=sum(g.cpu for g in on[name]) * 100.0 / CPUS,
+            net_in=sum(g.net_in for g in on[name]),
+            net_out=sum(g.net_out for g in on[name]),
+            swap_out=5.0 if free < MEMORY * 0.1 else 0.0, mem_free=free))
+    return hosts
+
+
+def moved_truth(cluster, moves):
+    """The guests as they are once ``moves`` are done.
+
+    A starved VM gets what it expects once its host's link is not
+    saturated any more, and drops nothing.
+    """
+    where = {m.instance: m.destination for m in moves}
+    guests = [dataclasses.replace(g, host=where.get(g.id, g.host))
+              for g in cluster.guests]
+    links = {}
+    for g in guests:
+        links[g.host] = links.get(g.host, 0.0) + g.net_in
+    for g in guests:
+        if g.drop_in and links[g.host] < LINK * TH.link_saturated_pct / 100:
+            links[g.host] += EXPECTED - g.net_in
+            g.net_in, g.drop_in = EXPECTED, 0.0
+    return guests
+
+
+def hotspots_after(cluster, moves, with_host_meters):
+    """Hotspots secmig's detection finds in the truth after ``moves``."""
+    guests = moved_truth(cluster, moves)
+    infos = [hmodel.HostInfo(h, CPUS, LINK, MEMORY) for h in cluster.names]
+    vms = [hmodel.VmInfo(g.id, g.host, expected_in=_expected(g),
+                         memory_mb=g.memory_mb) for g in guests]
+
+    def flat(value):
+        return tuple((NOW_TRUTH - G * k, float(value))
+                     for k in range(POINTS, 0, -1))
+
+    vm = {g.id: {'cpu': flat(g.cpu), 'net_in': flat(g.net_in),
+                 'net_out': flat(g.net_out), 'drop_in': flat(g.drop_in)}
+          for g in guests}
+    host = {}
+    for h in host_meters(cluster.names, guests, with_host_meters):
+        kinds = ('cpu_pct', 'net_in', 'net_out', 'swap_out', 'mem_free')
+        host[h.name] = {k: flat(getattr(h, k)) for k in kinds
+                        if getattr(h, k) is not None}
+    obs = hmodel.Observations(NOW_TRUTH, TH.window, G, vm=vm, host=host)
+    return len(detect.detect(infos, vms, obs, TH).hotspots)
+
+
+def _expected(guest):
+    value = guest.metadata.get('secmig:expected_bandwidth')
+    return float(value) * 1024 if value else None
 
 
 def _moves(solution):
@@ -155,85 +248,112 @@ def measured(server):
     box['requests'] = served['requests']
 
 
-def run_secmig(server, site, hosts, vms, now, audits=AUDITS):
+class SizingClient(object):
+    """A real gnocchiclient that notes the size of every answer."""
+
+    def __init__(self, server):
+        from gnocchiclient.v1 import client as gclient
+        self.client = gclient.Client(session=server.session())
+        self.sizes = []
+        post = self.client.api.post
+
+        def sized(url, **kwargs):
+            response = post(url, **kwargs)
+            self.sizes.append(len(response.content))
+            return response
+
+        self.client.api.post = sized
+
+
+def _model(cluster):
+    return su.build_model(cluster.names, cluster.guests, node_vcpus=CPUS,
+                          node_memory=MEMORY)
+
+
+def run_secmig(server, site, cluster, now, audits=AUDITS, profile=False):
     """``audits`` audits, each on a fresh model; the last one is returned.
 
-    Returns ``(one measure per audit, moves, strategy)``. The first
-    audit of a process verifies the destinations' certificates; the
-    decision engine keeps those verdicts for the audits that follow.
+    Returns ``(one measure per audit, moves, strategy, profile)``. The
+    first audit of a process verifies the destinations' certificates;
+    the decision engine keeps those verdicts for the audits that follow.
+    With ``profile``, one more audit traces Python's allocations (its
+    peak, bytes) and sizes Gnocchi's answers (the largest, bytes).
     """
     audits_measured = []
     for _ in range(audits):
-        model = su.build_model(hosts, vms, node_vcpus=CPUS,
-                               node_memory=65536)
-        strategy = su.make_strategy(site, model, server.client(), now,
-                                    **PARAMS)
+        strategy = su.make_strategy(site, _model(cluster), server.client(),
+                                    now, **PARAMS)
         with measured(server) as box:
             solution = strategy.execute()
         audits_measured.append(box)
-    return audits_measured, _moves(solution), strategy
+    extra = None
+    if profile:
+        sizing = SizingClient(server)
+        traced = su.make_strategy(site, _model(cluster), sizing.client, now,
+                                  **PARAMS)
+        tracemalloc.start()
+        try:
+            traced.execute()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        extra = {'peak_bytes': peak, 'largest_answer': max(sizing.sizes),
+                 'answers': len(sizing.sizes)}
+    return audits_measured, _moves(solution), strategy, extra
 
 
-def _builtin(cls, server, hosts, vms, params):
-    model = su.build_model(hosts, vms, node_vcpus=CPUS, node_memory=65536)
+def _builtin(cls, server, cluster, params):
     strategy = cls(config=utils.Struct(datasources=['gnocchi']),
                    osc=su.gnocchi_clients(server.client()))
-    strategy._compute_model = model
+    strategy._compute_model = _model(cluster)
     strategy.input_parameters = utils.Struct(params)
     with measured(server) as box:
         solution = strategy.execute()
     return box, _moves(solution)
 
 
-def run_workload_balance(server, hosts, vms):
-    return _builtin(workload_balance.WorkloadBalance, server, hosts, vms,
+def run_workload_balance(server, cluster):
+    return _builtin(workload_balance.WorkloadBalance, server, cluster,
                     {'metrics': 'instance_cpu_usage', 'threshold': 80.0,
                      'period': POINTS * G, 'granularity': G})
 
 
-def run_workload_stabilization(server, hosts, vms):
+def run_workload_stabilization(server, cluster):
     cls = workload_stabilization.WorkloadStabilization
     params = {name: spec['default'] for name, spec in
               cls.get_schema()['properties'].items()}
     params.update({'metrics': ['instance_cpu_usage'], 'periods': {
         'instance': POINTS * G, 'compute_node': POINTS * G, 'node': 0},
         'granularity': G})
-    return _builtin(cls, server, hosts, vms, params)
+    return _builtin(cls, server, cluster, params)
 
 
-def _load(server, hosts, vms):
-    """load_cluster, waiting as long as metricd needs on large clusters."""
-    now = time.time()
-    gf.load_cluster(server, hosts, vms, points=POINTS, granularity=G,
-                    now=now, wait_timeout=3600)
-    return now // G * G
-
-
-def bench(size, per_host, builtin, seed, host_meters=True,
+def bench(size, per_host, builtin, seed, with_host_meters=True,
           stabilization=True):
     rnd = random.Random(seed)
-    hosts, vms = make_cluster(size, per_host, rnd)
+    cluster = make_cluster(size, per_host, rnd)
     site = su.Site()
     server = gf.GnocchiServer(metricd_workers=2).start()
     try:
         began = time.monotonic()
-        end = _load(server, [] if host_meters else hosts, vms)
-        if host_meters:
-            su.load_host_meters(server, su.host_figures(vms, CPUS), end,
-                                POINTS, G)
+        now = time.time()
+        gf.publish(server, host_meters(cluster.names, cluster.guests,
+                                       with_host_meters),
+                   cluster.guests, now, (POINTS + 2) * G, poll=G,
+                   granularity=G, wait_timeout=4 * 3600)
         loaded = time.monotonic() - began
-        site.enroll(*hosts)
-        now = end + 5
-        obs = su.observations(server, hosts, vms, now, POINTS * G, G)
-        before = hotspots_after(hosts, vms, obs, [])
+        site.enroll(*cluster.names)
+        now += 5
+        before = hotspots_after(cluster, [], with_host_meters)
         rows = []
-        audits, moves, strategy = run_secmig(server, site, hosts, vms, now)
+        audits, moves, strategy, extra = run_secmig(
+            server, site, cluster, now, profile=not builtin)
         strategy.walls = [a['wall'] for a in audits]
         rows.append(('secmig_hotspot', {
             'wall': statistics.median(strategy.walls),
             'cpu': statistics.median(a['cpu'] for a in audits),
             'requests': audits[-1]['requests']}, len(moves),
-            hotspots_after(hosts, vms, obs, moves)))
+            hotspots_after(cluster, moves, with_host_meters)))
         if builtin:
             runners = [('workload_balance', run_workload_balance)]
             if stabilization:
@@ -241,21 +361,23 @@ def bench(size, per_host, builtin, seed, host_meters=True,
                                 run_workload_stabilization))
             for name, runner in runners:
                 try:
-                    box, moves = runner(server, hosts, vms)
+                    box, moves = runner(server, cluster)
                 except Exception as e:
                     rows.append((name, None, None,
                                  'did not run: %s: %s'
                                  % (type(e).__name__, str(e)[:80])))
                     continue
                 rows.append((name, box, len(moves),
-                             hotspots_after(hosts, vms, obs, moves)))
-        return loaded, before, rows, strategy
+                             hotspots_after(cluster, moves,
+                                            with_host_meters)))
+        return loaded, before, rows, strategy, extra
     finally:
         server.stop()
         site.cleanup()
 
 
-def print_table(size, per_host, loaded, before, rows, strategy=None):
+def print_table(size, per_host, loaded, before, rows, strategy=None,
+                extra=None):
     print('\n%d hosts x %d VMs: %d hotspots before (Gnocchi loaded in '
           '%.0f s)' % (size, per_host, before, loaded))
     print('%-24s %8s %8s %9s %11s %13s %8s %8s %8s'
@@ -279,6 +401,11 @@ def print_table(size, per_host, loaded, before, rows, strategy=None):
         print('secmig read Gnocchi in %s mode: %d of %d VMs read, host '
               'meters of %d hosts' % (obs.mode, len(obs.vm), size * per_host,
                                       len(obs.host)))
+    if extra is not None:
+        print('secmig peak memory (traced Python allocations) %.1f MiB; '
+              'largest Gnocchi answer %.2f MB of %d answers'
+              % (extra['peak_bytes'] / 2 ** 20, extra['largest_answer'] / 1e6,
+                 extra['answers']))
     sys.stdout.flush()
 
 
@@ -298,13 +425,13 @@ def main(argv=None):
     for size in args.hosts:
         builtin = (args.skip_builtin_above is None
                    or size <= args.skip_builtin_above)
-        loaded, before, rows, strategy = bench(
+        loaded, before, rows, strategy, extra = bench(
             size, args.vms_per_host, builtin, args.seed,
-            host_meters=not args.no_host_meters,
+            with_host_meters=not args.no_host_meters,
             stabilization=(args.skip_stabilization_above is None
                            or size <= args.skip_stabilization_above))
         print_table(size, args.vms_per_host, loaded, before, rows,
-                    strategy)
+                    strategy, extra)
 
 
 if __name__ == '__main__':
