@@ -294,8 +294,8 @@ class AggregatesReader(object):
             future = pool.submit(self._fetch, operations, rtype,
                                  {'in': {attribute: list(ids)}}, query,
                                  details)
-            pending.append(_Pending(future, list(ids), rtype, attribute,
-                                    kinds, names, self))
+            pending.append(_Pending(future, list(ids), rtype == m.host_type,
+                                    attribute, kinds, names))
         return pending, dict(asked)
 
     @staticmethod
@@ -336,6 +336,8 @@ class AggregatesReader(object):
                     raise GnocchiQueryError('Gnocchi answered %s to %s'
                                             % (_short(e), what))
                 if attempt == self.attempts or not _transient(e):
+                    # no answer (or a 5xx, 429) after the last attempt,
+                    # or a connection that cannot work (SSL)
                     raise GnocchiQueryError(
                         'Gnocchi unreachable while reading %s (%d '
                         'attempts): %s' % (what, attempt, _short(e)),
@@ -375,15 +377,10 @@ class _Pending:
 
     future: futures.Future
     asked: list
-    resource_type: str
+    of_hosts: bool
     attribute: str
     kinds: frozenset
     names: typing.Mapping
-    reader: AggregatesReader
-
-    @property
-    def of_hosts(self):
-        return self.resource_type == self.reader.meters.host_type
 
     def series(self, query):
         """Wait for the answer; return its ``(key, kind, series)`` list.
