@@ -66,8 +66,11 @@ class CliPKI:
                   '--address', address, '--out', csr)
         self._run('sign', '--ca-dir', self.ca_dir, '--csr', csr,
                   '--token-file', token, '--out', cert)
+        # No libvirtd runs here, and this process's QEMU reads the key.
         self._run('install', '--cert', cert, '--ca', self.ca_cert_path,
-                  '--crl', self.crl_path, '--cert-dir', cert_dir)
+                  '--crl', self.crl_path, '--cert-dir', cert_dir,
+                  '--no-libvirt', '--owner', str(os.getuid()),
+                  '--group', str(os.getgid()))
         self.hosts[name] = clearance
         return cert_dir
 

@@ -100,7 +100,10 @@ def enroll(base_dir, ca_dir, host, addresses=('127.0.0.1',)):
 def install(ca_dir, cert, cert_dir):
     pki('install', '--cert', cert,
         '--ca', os.path.join(ca_dir, ca_mod.CA_CERT),
-        '--crl', os.path.join(ca_dir, ca_mod.CA_CRL), '--cert-dir', cert_dir)
+        '--crl', os.path.join(ca_dir, ca_mod.CA_CRL), '--cert-dir', cert_dir,
+        # QEMU runs as this process; no libvirtd reads /etc/pki here.
+        '--no-libvirt', '--owner', str(os.getuid()),
+        '--group', str(os.getgid()))
 
 
 def cert_dir_with(path, identity_dir, *ca_files):
