@@ -21,6 +21,12 @@ This module imports nova: import it only in a process that does not
 import watcher.
 """
 
+# As Nova's functional test package does, before anything imports oslo.db:
+# its per-thread transaction state must be green-thread local, or green
+# threads sharing a context (a scatter-gather over cells, a periodic task)
+# see each other's transactions ("Can't upgrade a READER transaction").
+from nova import monkey_patch; monkey_patch.patch()  # noqa: E702,I100
+
 import os
 import sys
 
