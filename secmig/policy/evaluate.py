@@ -146,10 +146,10 @@ def _check_rbac(case):
     if not case.allows(policy.rbac[trigger], 'rbac.' + trigger):
         raise _Refusal('rbac_denied', 'rbac.' + trigger,
                        'the requester (user %s, project %s) may not request '
-                       'a %s migration of instance %s'
+                       '%s migration of instance %s'
                        % (request.credentials.get('user_id'),
                           request.credentials.get('project_id'),
-                          'Watcher' if case.automatic else 'API',
+                          'a Watcher' if case.automatic else 'an API',
                           case.instance.uuid))
 
 

@@ -36,7 +36,7 @@ class TenantMigrationTest(base.CloudTestCase):
         message = json.loads(cm.exception.text)['badRequest']['message']
         self.assertIn('No valid host was found', message)
         self.assertIn('secmig refused the migration (rbac_denied)', message)
-        self.assertIn('may not request a API migration', message)
+        self.assertIn('may not request an API migration', message)
         self.assertEqual('error', self.wait_migration(
             self.guest['id'], before)['status'])
         self.wait_active(self.guest['id'])

@@ -88,7 +88,7 @@ class PolicyCommandTest(unittest.TestCase):
         self.assertEqual(1, status)
         self.assertTrue(out.startswith(
             'refused (rbac_denied): the requester (user max, project p1) '
-            'may not request a API migration'), out)
+            'may not request an API migration'), out)
         self.assertIn('rule: rbac.api (%s:36)' % SAMPLE, out)
 
     def test_explain_refused(self):

@@ -348,7 +348,7 @@ def wait_computes(services, admin):
     def hypervisors():
         return len(nova.get('/v2.1/os-hypervisors')['hypervisors'])
     services[0].wait_for(lambda: hypervisors() == len(services),
-                         'both hypervisors', 120)
+                         'every hypervisor', 120)
     # A compute node is listed before its inventory reaches Placement,
     # and the scheduler finds no candidate until it has.
     placement = api.placement(admin)
@@ -371,7 +371,7 @@ def has_inventory(placement, name):
 
 
 def aggregate(admin, hosts):
-    """Both hosts in aggregate ``secmig-enrolled``, zone ``az1``.
+    """Every host in aggregate ``secmig-enrolled``, zone ``az1``.
 
     The sample policy admits only those as destinations. Nova mirrors
     the aggregate into Placement, where the scheduler's zone filter
