@@ -16,6 +16,7 @@ import datetime
 import getpass
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -563,8 +564,40 @@ def _listen_settings(daemon, libvirtd_conf):
     return None
 
 
-_TLS_SOCKETS = ('libvirtd-tls.socket', 'virtproxyd-tls.socket')
-_TCP_SOCKETS = ('libvirtd-tcp.socket', 'virtproxyd-tcp.socket')
+# libvirtd's TLS listener ---------------------------------------------------
+#
+# Port 16514 has one of two owners. Under systemd socket activation (Debian
+# 12's default) systemd listens through libvirtd-tls.socket and hands the
+# socket to libvirtd when it starts; libvirtd.conf's listen_* are then
+# ignored, and libvirtd refuses --listen. Otherwise libvirtd listens itself
+# when started with --listen, as libvirtd.conf's listen_tls says.
+
+#: Present when systemd runs this host (sd_booted(3)); without it the units
+#: linked under /etc/systemd/system start nothing.
+SYSTEMD_RUN_DIR = '/run/systemd/system'
+#: LIBVIRTD_ARGS, read by Debian's libvirtd.service and its init script.
+LIBVIRTD_DEFAULTS = '/etc/default/libvirtd'
+#: The pid file of the system libvirtd.
+LIBVIRTD_PID_FILE = '/run/libvirtd.pid'
+#: The root :func:`check_libvirtd_listener` reads the host's files under.
+HOST_ROOT = '/'
+#: The daemons that serve ``qemu+tls://``: the monolithic libvirtd and the
+#: modular daemons' proxy.
+_DAEMONS = ('libvirtd', 'virtproxyd')
+#: Each daemon's units; every socket unit binds to ``<daemon>.socket``, and
+#: ``<daemon>.service`` wants it.
+_DAEMON_UNITS = ('.service', '.socket', '-ro.socket', '-admin.socket',
+                 '-tls.socket', '-tcp.socket')
+_TCP_SOCKETS = tuple(d + '-tcp.socket' for d in _DAEMONS)
+#: libvirtd's options that take a value (``libvirtd --help``).
+_VALUE_OPTIONS = ('-f', '-p', '-t', '--config', '--pid-file', '--timeout')
+_ARGS_LINE = re.compile(r'^\s*(?:export\s+)?LIBVIRTD_ARGS=(.*)$')
+_ENABLE_TLS = ('systemctl enable --now %s-tls.socket, then systemctl '
+               'restart %s')
+_START_LISTENER = ('under systemd, systemctl enable --now libvirtd-tls.socket'
+                   ' then systemctl restart libvirtd; without systemd, start '
+                   'libvirtd with --listen (LIBVIRTD_ARGS="--listen" in %s)'
+                   % LIBVIRTD_DEFAULTS)
 
 
 def enabled_units(systemd_dir=SYSTEMD_DIR):
@@ -582,18 +615,271 @@ def enabled_units(systemd_dir=SYSTEMD_DIR):
     return units
 
 
-def check_libvirtd_listener(libvirtd_conf=None, systemd_dir=SYSTEMD_DIR):
-    """libvirtd listens for TLS, and not for plain TCP.
+def masked_units(systemd_dir=SYSTEMD_DIR):
+    """Names of the units masked in ``systemd_dir``.
 
-    With systemd socket activation the socket units listen
-    (``libvirtd-tls.socket``, or ``virtproxyd-tls.socket`` with the
-    modular daemons) and libvirtd.conf's ``listen_*`` are ignored;
-    otherwise libvirtd runs with ``--listen`` and ``listen_tls = 1``.
-    Failure: a plain TCP socket unit is enabled, or libvirtd.conf says
-    ``listen_tls = 0`` or ``listen_tcp = 1``. Warning: neither a TLS
-    socket unit nor libvirtd.conf tells.
+    ``systemctl mask`` links the unit to /dev/null; an empty unit file
+    masks it too.
     """
-    units = enabled_units(systemd_dir)
+    masked = set()
+    try:
+        names = os.listdir(systemd_dir)
+    except OSError:
+        return masked
+    for name in names:
+        path = os.path.join(systemd_dir, name)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                if os.readlink(path) == os.devnull:
+                    masked.add(name)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                masked.add(name)
+        except OSError:
+            continue
+    return masked
+
+
+def has_listen(args):
+    """Whether libvirtd's arguments ``args`` (no program name) hold -l."""
+    value_next = False
+    for arg in args:
+        if value_next:
+            value_next = False
+        elif arg == '--':
+            break
+        elif arg == '--listen':
+            return True
+        elif arg in _VALUE_OPTIONS:
+            value_next = True
+        elif arg.startswith('-') and not arg.startswith('--'):
+            for i, flag in enumerate(arg[1:], 2):
+                if flag == 'l':
+                    return True
+                if flag in 'fpt':
+                    value_next = i == len(arg)
+                    break
+    return False
+
+
+def libvirtd_args(defaults_file=LIBVIRTD_DEFAULTS):
+    """LIBVIRTD_ARGS of libvirtd's defaults file, split into arguments.
+
+    The last assignment counts, as in the shell. None when the file is
+    missing or unreadable, or assigns none (Debian ships it commented).
+    """
+    try:
+        with open(defaults_file) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    args = None
+    for line in text.splitlines():
+        match = _ARGS_LINE.match(line)
+        if not match:
+            continue
+        try:
+            words = shlex.split(match.group(1), comments=True)
+            args = tuple(a for word in words for a in shlex.split(word))
+        except ValueError:
+            continue
+    return args
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningLibvirtd:
+    """The libvirtd that runs.
+
+    Its pid, its arguments and the socket units systemd handed it
+    (``LISTEN_FDNAMES``; None when not told).
+    """
+
+    pid: int
+    args: tuple
+    sockets: frozenset = None
+
+
+def running_libvirtd(pid_file=LIBVIRTD_PID_FILE, proc_dir='/proc'):
+    """The libvirtd ``pid_file`` names, or None when none runs."""
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read().split()[0])
+        with open(os.path.join(proc_dir, str(pid), 'cmdline'), 'rb') as f:
+            argv = f.read().decode(errors='replace').split('\0')
+    except (OSError, ValueError, IndexError):
+        return None
+    if argv[-1] == '':
+        argv.pop()
+    if not argv or os.path.basename(argv[0]) != 'libvirtd':
+        return None     # a stale pid file, its pid now another program's
+    return RunningLibvirtd(pid, tuple(argv[1:]),
+                           _systemd_sockets(proc_dir, pid))
+
+
+def _systemd_sockets(proc_dir, pid):
+    """The socket units systemd passed process ``pid`` when it started.
+
+    /proc/PID/environ is the environment the process started with (root
+    reads it). Without ``LISTEN_FDNAMES`` there, or unreadable: None.
+    """
+    try:
+        with open(os.path.join(proc_dir, str(pid), 'environ'), 'rb') as f:
+            environ = f.read().decode(errors='replace').split('\0')
+    except OSError:
+        return None
+    for variable in environ:
+        name, _, value = variable.partition('=')
+        if name == 'LISTEN_FDNAMES':
+            return frozenset(value.split(':'))
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Listener:
+    """What one source tells of libvirtd's TLS listener."""
+
+    listens: bool = None    # None: this source cannot tell
+    details: str = ''
+    remedy: str = None
+    by_listen: bool = False     # libvirtd's own, as libvirtd.conf says
+
+
+def _daemon_units(daemon, units):
+    """``daemon``'s units among ``units``, sorted.
+
+    Any of them enabled pulls in ``<daemon>.socket``: systemd then
+    socket-activates the daemon, unless that socket is masked.
+    """
+    return sorted(units & {daemon + u for u in _DAEMON_UNITS})
+
+
+def _configured_listener(units, masked, args, defaults, booted):
+    """What the configuration starts after a (re)start of libvirtd."""
+    if booted:
+        for daemon in _DAEMONS:
+            shown = _daemon_units(daemon, units)
+            if shown and daemon + '.socket' not in masked:
+                return _activated_listener(daemon, shown, args, defaults)
+    if args is not None and has_listen(args):
+        return _Listener(True, '%s gives LIBVIRTD_ARGS --listen' % defaults,
+                         by_listen=True)
+    add_listen = 'LIBVIRTD_ARGS="--listen" in %s, then restart libvirtd' % (
+        defaults)
+    if booted and 'libvirtd.service' in units:
+        return _Listener(False, 'libvirtd.service is enabled, its socket '
+                         'units masked, and LIBVIRTD_ARGS in %s does not '
+                         'give --listen: libvirtd does not listen on port '
+                         '16514' % defaults, add_listen)
+    if args is not None:
+        return _Listener(False, 'LIBVIRTD_ARGS in %s does not give '
+                         '--listen and no socket unit listens: libvirtd '
+                         'does not listen on port 16514' % defaults,
+                         add_listen)
+    return _Listener(None, 'no libvirtd socket unit %s and no LIBVIRTD_ARGS '
+                     'in %s' % ('enabled' if booted else
+                                '(systemd does not run this host)',
+                                defaults))
+
+
+def _activated_listener(daemon, shown, args, defaults):
+    activation = ('systemd socket activation: %s enabled'
+                  % ', '.join(shown))
+    if daemon == 'libvirtd' and args is not None and has_listen(args):
+        return _Listener(False, '%s gives LIBVIRTD_ARGS --listen, which '
+                         'libvirtd refuses under %s: libvirtd does not '
+                         'start' % (defaults, activation),
+                         'remove --listen from LIBVIRTD_ARGS in %s, '
+                         'systemctl enable --now libvirtd-tls.socket, then '
+                         'systemctl restart libvirtd' % defaults)
+    tls = daemon + '-tls.socket'
+    if tls in shown:
+        return _Listener(True, '%s is enabled (%s)' % (tls, activation))
+    return _Listener(False, '%s is not enabled (%s): nothing listens on '
+                     'port 16514' % (tls, activation),
+                     _ENABLE_TLS % (daemon, daemon))
+
+
+def _running_listener(running, pid_file):
+    """What the running libvirtd listens on, when that can be told."""
+    if running is None:
+        return _Listener(None, 'no libvirtd runs (%s)' % pid_file)
+    name = 'libvirtd (pid %d)' % running.pid
+    if has_listen(running.args):
+        return _Listener(True, '%s runs with --listen' % name,
+                         by_listen=True)
+    if running.sockets is None:
+        return _Listener(None, '%s runs without --listen' % name)
+    if 'libvirtd-tls.socket' in running.sockets:
+        return _Listener(True, '%s holds libvirtd-tls.socket from systemd'
+                         % name)
+    return _Listener(False, '%s was started by systemd with %s, not '
+                     'libvirtd-tls.socket: it does not listen on port 16514'
+                     % (name, ', '.join(sorted(running.sockets))),
+                     _ENABLE_TLS % ('libvirtd', 'libvirtd'))
+
+
+def _listener_verdict(now, configured, libvirtd_conf):
+    """One result from what runs (``now``) and what would start."""
+    if now.listens is None and configured.listens is None:
+        return warning('cannot tell whether libvirtd listens for TLS: %s; '
+                       '%s' % (configured.details, now.details),
+                       _START_LISTENER)
+    if now.listens is False:
+        if configured.listens:
+            return failure('%s, although %s' % (now.details,
+                                                configured.details),
+                           'systemctl restart libvirtd: systemd hands it '
+                           'the enabled sockets when it starts')
+        remedy = (configured.remedy if configured.listens is False
+                  else now.remedy)
+        return failure(now.details, remedy or _START_LISTENER)
+    if now.listens and configured.listens is False:
+        return warning('%s now, but not once restarted: %s'
+                       % (now.details, configured.details),
+                       configured.remedy)
+    verdict = now if now.listens else configured
+    if not verdict.listens:
+        return failure(verdict.details, verdict.remedy)
+    if not verdict.by_listen:
+        return success(verdict.details)
+    if not libvirtd_conf:
+        return warning('%s, but listen_tls and listen_tcp are not checked '
+                       'without libvirtd.conf' % verdict.details,
+                       'give libvirtd.conf with --libvirtd-config')
+    return success('%s; %s: listen_tls = 1, listen_tcp = 0'
+                   % (verdict.details, libvirtd_conf))
+
+
+def _under(root, path):
+    return os.path.join(root, path.lstrip('/'))
+
+
+def check_libvirtd_listener(libvirtd_conf=None, systemd_dir=None, root=None):
+    """libvirtd listens for TLS on port 16514, and not for plain TCP.
+
+    Each of the host's files is read under ``root`` (default ``/``);
+    ``systemd_dir`` defaults to ``/etc/systemd/system`` there. Where
+    systemd runs the host and socket-activates libvirtd (libvirtd.socket,
+    or libvirtd.service, or any other of its socket units enabled and
+    libvirtd.socket not masked; virtproxyd's for the modular daemons),
+    ready means ``libvirtd-tls.socket`` (``virtproxyd-tls.socket``) is
+    enabled. Otherwise libvirtd must be started with ``--listen``: given
+    in ``/etc/default/libvirtd``'s LIBVIRTD_ARGS, or on the command line
+    of the libvirtd that runs (``/run/libvirtd.pid``), which tells what
+    listens now; a socket-activated libvirtd that runs tells which
+    sockets systemd handed it.
+
+    Failure: a plain TCP socket unit is enabled; libvirtd.conf says
+    ``listen_tls = 0`` or ``listen_tcp = 1``; socket activation without
+    the TLS socket unit, or with ``--listen`` in LIBVIRTD_ARGS (libvirtd
+    refuses to start); the running libvirtd does not listen. Warning:
+    nothing tells; libvirtd listens now but would not once restarted;
+    ``--listen`` without libvirtd.conf to check.
+    """
+    root = HOST_ROOT if root is None else root
+    systemd_dir = systemd_dir or _under(root, SYSTEMD_DIR)
+    masked = masked_units(systemd_dir)
+    units = enabled_units(systemd_dir) - masked
     tcp = [u for u in _TCP_SOCKETS if u in units]
     if tcp:
         return failure('%s enabled: libvirtd accepts plain TCP '
@@ -608,19 +894,14 @@ def check_libvirtd_listener(libvirtd_conf=None, systemd_dir=SYSTEMD_DIR):
         problem = _listen_settings(daemon, libvirtd_conf)
         if problem is not None:
             return problem
-    tls = [u for u in _TLS_SOCKETS if u in units]
-    if tls:
-        return success('%s enabled (systemd socket activation)'
-                       % ', '.join(tls))
-    if libvirtd_conf:
-        return success('%s: listen_tls = 1, listen_tcp = 0 (libvirtd must '
-                       'run with --listen: LIBVIRTD_ARGS="--listen" in '
-                       '/etc/default/libvirtd)' % libvirtd_conf)
-    return warning('cannot tell whether libvirtd listens for TLS: no TLS '
-                   'socket unit enabled in %s and no libvirtd.conf given'
-                   % systemd_dir,
-                   'systemctl enable --now libvirtd-tls.socket, or give '
-                   'libvirtd.conf with --libvirtd-config')
+    defaults = _under(root, LIBVIRTD_DEFAULTS)
+    configured = _configured_listener(
+        units, masked, libvirtd_args(defaults), defaults,
+        os.path.isdir(_under(root, SYSTEMD_RUN_DIR)))
+    pid_file = _under(root, LIBVIRTD_PID_FILE)
+    now = _running_listener(
+        running_libvirtd(pid_file, _under(root, '/proc')), pid_file)
+    return _listener_verdict(now, configured, libvirtd_conf)
 
 
 # Policy, audit -------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import unittest
+from unittest import mock
 import uuid
 
 from oslo_upgradecheck.upgradecheck import Code
@@ -479,7 +480,31 @@ class TestClock(unittest.TestCase):
 
 
 class TestCommand(Base):
-    """The console script, through main() as the entry point calls it."""
+    """The console script, through main() as the entry point calls it.
+
+    The host systemd runs is a temporary root (its /run/systemd/system,
+    no /etc/default/libvirtd, no libvirtd running); ``--systemd-dir``
+    enables libvirtd's socket units as Debian 12 does, and its TLS socket.
+    """
+
+    #: Debian 12's libvirtd units, enabled by libvirt-daemon-system.
+    DEBIAN_UNITS = ('libvirtd.socket', 'libvirtd-ro.socket',
+                    'libvirtd-admin.socket')
+
+    def setUp(self):
+        super().setUp()
+        root = os.path.join(self.dir, 'root')
+        os.makedirs(os.path.join(root, 'run', 'systemd', 'system'))
+        patcher = mock.patch.object(readiness, 'HOST_ROOT', root)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def enable(self, *units):
+        wants = os.path.join(self.dir, 'sockets.target.wants')
+        os.makedirs(wants, exist_ok=True)
+        for unit in units:
+            os.symlink('/lib/systemd/system/' + unit,
+                       os.path.join(wants, unit))
 
     def compute_files(self, nova=GOOD_NOVA, libvirt=True):
         cert_dir = self.copy_cert_dir(self.host)
@@ -497,7 +522,9 @@ class TestCommand(Base):
             'secmig_conf': self.secmig_conf}),
             self.write('qemu.conf', GOOD_QEMU % {'cert_dir': cert_dir}))
 
-    def compute_args(self, nova, qemu, *extra):
+    def compute_args(self, nova, qemu, *extra, tls_socket=True):
+        self.enable(*self.DEBIAN_UNITS
+                    + (('libvirtd-tls.socket',) if tls_socket else ()))
         return ('--nova-config', nova, '--qemu-config', qemu,
                 '--libvirtd-config', self.write('libvirtd.conf',
                                                 'listen_tls = 1\n'),
@@ -552,6 +579,19 @@ class TestCommand(Base):
         self.assertEqual(Code.FAILURE, rc)
         self.assertIn('%s: listen_tcp = 1' % conf,
                       results['libvirtd TLS listener']['details'])
+
+    def test_socket_activated_libvirtd_without_tls_socket_fails(self):
+        # Debian 12's default: nothing listens on port 16514, whatever
+        # libvirtd.conf says.
+        nova, qemu = self.compute_files()
+        rc, results = self.run_main(*self.compute_args(nova, qemu,
+                                                       tls_socket=False))
+        self.assertEqual(Code.FAILURE, rc)
+        result = results['libvirtd TLS listener']
+        self.assertEqual(Code.FAILURE, result['result'])
+        self.assertIn('libvirtd-tls.socket is not enabled', result['details'])
+        self.assertIn('Remedy: systemctl enable --now libvirtd-tls.socket',
+                      result['details'])
 
     def test_unparsable_secmig_conf_is_named_without_traceback(self):
         with open(self.secmig_conf, 'w') as f:

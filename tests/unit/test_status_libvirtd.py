@@ -159,55 +159,282 @@ class TestLibvirtdCertificates(Base):
                           self.check(libvirtd_conf=conf))
 
 
-class TestListener(Base):
+#: The guide's libvirtd.conf (doc/nova.rst, section 4).
+GUIDE_CONF = ('listen_tls = 1\nlisten_tcp = 0\nlisten_addr = "192.0.2.11"\n'
+              'crl_file = "/etc/pki/CA/cacrl.pem"\n')
+#: What Debian 12's libvirt-daemon-system enables: libvirtd.service and,
+#: through it, its local sockets; not libvirtd-tls.socket.
+DEBIAN_UNITS = ('libvirtd.service', 'libvirtd.socket', 'libvirtd-ro.socket',
+                'libvirtd-admin.socket')
+#: /etc/default/libvirtd as Debian 12 ships it (abridged): nothing set.
+DEBIAN_DEFAULTS = """# Customizations for the libvirtd.service systemd unit
+#LIBVIRTD_ARGS="--timeout 120"
 
-    def check(self, conf_text=None, units=()):
-        systemd = os.path.join(self.dir, 'systemd')
-        wants = os.path.join(systemd, 'sockets.target.wants')
-        os.makedirs(wants)
+# If systemd socket activation is disabled, then the following
+# can be used to listen on TCP/TLS sockets
+#LIBVIRTD_ARGS="--listen"
+"""
+PID = 4242
+
+
+class TestListener(Base):
+    """The host's files under a temporary root, one layout per test.
+
+    ``systemd=True`` makes systemd run the host (/run/systemd/system);
+    ``units`` are enabled (linked in a ``*.wants``), ``masked`` linked to
+    /dev/null; ``defaults`` is /etc/default/libvirtd; ``argv`` the
+    running libvirtd's command line (/run/libvirtd.pid and /proc), with
+    ``sockets`` its LISTEN_FDNAMES.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.root = os.path.join(self.dir, 'root')
+
+    def put(self, inside, text):
+        path = os.path.join(self.root, inside.lstrip('/'))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            f.write(text)
+
+    def check(self, conf_text=GUIDE_CONF, units=(), systemd=False,
+              masked=(), defaults=None, argv=None, sockets=None):
+        etc = os.path.join(self.root, 'etc/systemd/system')
         for unit in units:
+            wants = os.path.join(etc, 'multi-user.target.wants'
+                                 if unit.endswith('.service')
+                                 else 'sockets.target.wants')
+            os.makedirs(wants, exist_ok=True)
             os.symlink('/lib/systemd/system/' + unit,
                        os.path.join(wants, unit))
+        os.makedirs(etc, exist_ok=True)
+        for unit in masked:
+            os.symlink('/dev/null', os.path.join(etc, unit))
+        if systemd:
+            os.makedirs(os.path.join(self.root, 'run/systemd/system'))
+        if defaults is not None:
+            self.put('/etc/default/libvirtd', defaults)
+        if argv is not None:
+            self.put('/run/libvirtd.pid', '%d\n' % PID)
+            self.put('/proc/%d/cmdline' % PID, '\0'.join(argv) + '\0')
+            env = ['PATH=/usr/bin', 'LANG=C.UTF-8']
+            if sockets is not None:
+                env += ['LISTEN_PID=%d' % PID,
+                        'LISTEN_FDS=%d' % len(sockets),
+                        'LISTEN_FDNAMES=' + ':'.join(sockets)]
+            self.put('/proc/%d/environ' % PID, '\0'.join(env) + '\0')
         conf = (self.write('libvirtd.conf', conf_text)
                 if conf_text is not None else None)
-        return readiness.check_libvirtd_listener(conf, systemd)
+        return readiness.check_libvirtd_listener(conf, root=self.root)
 
-    def test_listen_tls_on_and_tcp_off_succeeds(self):
-        self.assertResult(Code.SUCCESS, '--listen', self.check(
-            'listen_tls = 1\nlisten_tcp = 0\nlisten_addr = "192.0.2.11"\n'))
+    def assertRemedy(self, text, result):
+        self.assertIn(text, result.details.split('Remedy: ', 1)[1])
+
+    # Without systemd socket activation: libvirtd's own --listen.
+
+    def test_listen_tls_on_and_tcp_off_needs_listen(self):
+        # listen_tls = 1 alone proves nothing: libvirtd honours it only
+        # with --listen.
+        result = self.check(GUIDE_CONF)
+        self.assertResult(Code.WARNING, 'cannot tell whether libvirtd '
+                          'listens for TLS', result)
+        self.assertRemedy('systemctl enable --now libvirtd-tls.socket',
+                          result)
+        self.assertRemedy('LIBVIRTD_ARGS="--listen"', result)
+        result = self.check(GUIDE_CONF, defaults='LIBVIRTD_ARGS="--listen"\n')
+        self.assertResult(Code.SUCCESS, 'gives LIBVIRTD_ARGS --listen',
+                          result)
+        self.assertIn('listen_tls = 1, listen_tcp = 0', result.details)
+
+    def test_cloud_layout_libvirtd_runs_with_listen_without_systemd(self):
+        # tools/cloud/hosts.py: "libvirtd -d --listen" in a namespace with
+        # its own /run; the machine's unit files start nothing there.
+        result = self.check(argv=['libvirtd', '-d', '--listen'],
+                            units=DEBIAN_UNITS)
+        self.assertResult(Code.SUCCESS, 'libvirtd (pid %d) runs with '
+                          '--listen' % PID, result)
+
+    def test_running_without_listen_without_systemd_cannot_tell(self):
+        result = self.check(argv=['/usr/sbin/libvirtd', '-d'])
+        self.assertResult(Code.WARNING, 'libvirtd (pid %d) runs without '
+                          '--listen' % PID, result)
+        self.assertRemedy('--listen', result)
+
+    def test_listen_without_libvirtd_conf_warns(self):
+        result = self.check(None, argv=['libvirtd', '-dl'])
+        self.assertResult(Code.WARNING, 'listen_tls and listen_tcp are not '
+                          'checked', result)
+        self.assertRemedy('--libvirtd-config', result)
 
     def test_listen_tls_off_fails(self):
-        result = self.check('listen_tls = 0\n')
+        result = self.check('listen_tls = 0\n', argv=['libvirtd', '-l'])
         self.assertResult(Code.FAILURE, 'listen_tls = 0', result)
-        self.assertIn('set listen_tls = 1', result.details)
+        self.assertRemedy('set listen_tls = 1', result)
 
     def test_listen_tcp_on_fails(self):
-        result = self.check('listen_tcp = 1\n')
+        result = self.check('listen_tcp = 1\n', argv=['libvirtd', '-l'])
         self.assertResult(Code.FAILURE, 'listen_tcp = 1', result)
-        self.assertIn('set listen_tcp = 0', result.details)
+        self.assertRemedy('set listen_tcp = 0', result)
 
-    def test_tls_socket_unit_succeeds_and_tcp_unit_fails(self):
-        self.assertResult(Code.SUCCESS, 'libvirtd-tls.socket enabled',
-                          self.check(units=['libvirtd-tls.socket']))
-        self.tearDown_dir()
+    def test_args_without_listen_fail(self):
+        result = self.check(defaults='LIBVIRTD_ARGS="--timeout 120"\n')
+        self.assertResult(Code.FAILURE, 'does not give --listen', result)
+        self.assertRemedy('LIBVIRTD_ARGS="--listen" in %s/etc/default/'
+                          'libvirtd' % self.root, result)
+
+    def test_stale_pid_file_is_not_libvirtd(self):
+        result = self.check(argv=['/usr/bin/python3', '--listen'])
+        self.assertResult(Code.WARNING, 'no libvirtd runs', result)
+
+    # Debian 12: systemd socket-activates libvirtd.
+
+    def test_socket_activated_without_tls_socket_fails(self):
+        result = self.check(units=DEBIAN_UNITS, systemd=True,
+                            defaults=DEBIAN_DEFAULTS)
+        self.assertResult(Code.FAILURE, 'libvirtd-tls.socket is not '
+                          'enabled (systemd socket activation: '
+                          'libvirtd-admin.socket, libvirtd-ro.socket, '
+                          'libvirtd.service, libvirtd.socket enabled): '
+                          'nothing listens on port 16514', result)
+        self.assertRemedy('systemctl enable --now libvirtd-tls.socket, then '
+                          'systemctl restart libvirtd', result)
+        self.assertNotIn('--listen', result.details)
+
+    def test_socket_activated_with_tls_socket_succeeds(self):
+        self.assertResult(Code.SUCCESS, 'libvirtd-tls.socket is enabled',
+                          self.check(units=DEBIAN_UNITS
+                                     + ('libvirtd-tls.socket',),
+                                     systemd=True, defaults=DEBIAN_DEFAULTS))
+
+    def test_service_alone_is_socket_activated(self):
+        # libvirtd.service wants libvirtd.socket: disabling the socket
+        # units does not turn activation off, masking does.
+        result = self.check(units=['libvirtd.service'], systemd=True)
+        self.assertResult(Code.FAILURE, 'libvirtd-tls.socket is not enabled',
+                          result)
+        self.assertRemedy('systemctl enable --now libvirtd-tls.socket',
+                          result)
+
+    def test_listen_in_args_under_socket_activation_fails(self):
+        result = self.check(units=DEBIAN_UNITS + ('libvirtd-tls.socket',),
+                            systemd=True,
+                            defaults='LIBVIRTD_ARGS="--listen"\n')
+        self.assertResult(Code.FAILURE, 'which libvirtd refuses under '
+                          'systemd socket activation', result)
+        self.assertRemedy('remove --listen from LIBVIRTD_ARGS in %s/etc/'
+                          'default/libvirtd, systemctl enable --now '
+                          'libvirtd-tls.socket' % self.root, result)
+
+    def test_modular_daemons_need_virtproxyd_tls_socket(self):
+        units = ('virtproxyd.socket', 'virtproxyd-ro.socket')
+        result = self.check(units=units, systemd=True)
+        self.assertResult(Code.FAILURE, 'virtproxyd-tls.socket is not '
+                          'enabled', result)
+        self.assertRemedy('systemctl enable --now virtproxyd-tls.socket, '
+                          'then systemctl restart virtproxyd', result)
+        shutil.rmtree(self.root)
+        self.assertResult(Code.SUCCESS, 'virtproxyd-tls.socket is enabled',
+                          self.check(units=units + ('virtproxyd-tls.socket',),
+                                     systemd=True))
+
+    def test_tcp_socket_unit_fails(self):
         result = self.check(units=['virtproxyd-tls.socket',
-                                   'virtproxyd-tcp.socket'])
+                                   'virtproxyd-tcp.socket'], systemd=True)
         self.assertResult(Code.FAILURE, 'virtproxyd-tcp.socket enabled',
                           result)
-        self.assertIn('systemctl disable --now virtproxyd-tcp.socket',
-                      result.details)
+        self.assertRemedy('systemctl disable --now virtproxyd-tcp.socket',
+                          result)
 
-    def tearDown_dir(self):
-        shutil.rmtree(os.path.join(self.dir, 'systemd'))
+    def test_running_socket_activated_without_tls_socket_fails(self):
+        # Enabled since, but libvirtd took its sockets when it started.
+        result = self.check(units=DEBIAN_UNITS + ('libvirtd-tls.socket',),
+                            systemd=True, argv=['/usr/sbin/libvirtd',
+                                                '--timeout', '120'],
+                            sockets=['libvirtd.socket', 'libvirtd-ro.socket',
+                                     'libvirtd-admin.socket'])
+        self.assertResult(Code.FAILURE, 'libvirtd (pid %d) was started by '
+                          'systemd with libvirtd-admin.socket, '
+                          'libvirtd-ro.socket, libvirtd.socket, not '
+                          'libvirtd-tls.socket' % PID, result)
+        self.assertIn('although libvirtd-tls.socket is enabled',
+                      result.details)
+        self.assertRemedy('systemctl restart libvirtd', result)
+
+    def test_running_socket_activated_with_tls_socket_succeeds(self):
+        self.assertResult(Code.SUCCESS, 'libvirtd (pid %d) holds '
+                          'libvirtd-tls.socket from systemd' % PID,
+                          self.check(units=DEBIAN_UNITS
+                                     + ('libvirtd-tls.socket',),
+                                     systemd=True,
+                                     argv=['/usr/sbin/libvirtd', '--timeout',
+                                           '120'],
+                                     sockets=['libvirtd.socket',
+                                              'libvirtd-tls.socket']))
+
+    # systemd without socket activation: the socket units masked.
+
+    def test_masked_sockets_and_listen_in_args_succeed(self):
+        masked = ('libvirtd.socket', 'libvirtd-ro.socket',
+                  'libvirtd-admin.socket', 'libvirtd-tls.socket',
+                  'libvirtd-tcp.socket')
+        result = self.check(units=DEBIAN_UNITS, masked=masked, systemd=True,
+                            defaults='LIBVIRTD_ARGS="--listen"\n')
+        self.assertResult(Code.SUCCESS, 'gives LIBVIRTD_ARGS --listen',
+                          result)
+
+    def test_masked_sockets_without_listen_fail(self):
+        result = self.check(units=['libvirtd.service'], systemd=True,
+                            masked=['libvirtd.socket'],
+                            defaults=DEBIAN_DEFAULTS)
+        self.assertResult(Code.FAILURE, 'libvirtd.service is enabled, its '
+                          'socket units masked', result)
+        self.assertRemedy('LIBVIRTD_ARGS="--listen"', result)
+
+    def test_listening_now_but_not_once_restarted_warns(self):
+        # Started by hand with --listen; systemd would socket-activate it.
+        result = self.check(units=DEBIAN_UNITS, systemd=True,
+                            argv=['libvirtd', '-d', '--listen'])
+        self.assertResult(Code.WARNING, 'runs with --listen now, but not '
+                          'once restarted', result)
+        self.assertRemedy('systemctl enable --now libvirtd-tls.socket',
+                          result)
 
     def test_nothing_to_tell_warns(self):
         self.assertResult(Code.WARNING, 'cannot tell whether libvirtd',
-                          self.check())
+                          self.check(None))
 
     def test_unreadable_libvirtd_conf_fails(self):
         result = readiness.check_libvirtd_listener(
-            os.path.join(self.dir, 'none.conf'), self.dir)
+            os.path.join(self.dir, 'none.conf'), self.dir, root=self.dir)
         self.assertResult(Code.FAILURE, 'cannot read', result)
+
+
+class TestLibvirtdArguments(unittest.TestCase):
+
+    def test_listen_options(self):
+        for args in (['--listen'], ['-l'], ['-d', '-l'], ['-dl'], ['-vld'],
+                     ['--timeout', '120', '--listen'], ['-t120', '-l']):
+            self.assertTrue(readiness.has_listen(args), args)
+        for args in ([], ['-d'], ['--timeout', '120'], ['-f', '-l'],
+                     ['-dp', '-l'], ['--config', '--listen'], ['-fl'],
+                     ['--', '--listen'], ['--listening']):
+            self.assertFalse(readiness.has_listen(args), args)
+
+    def test_defaults_file(self):
+        base = tempfile.mkdtemp(prefix='secmig-defaults-')
+        self.addCleanup(shutil.rmtree, base)
+        path = os.path.join(base, 'libvirtd')
+        self.assertIsNone(readiness.libvirtd_args(path))
+        for text, args in (
+                (DEBIAN_DEFAULTS, None),
+                ('LIBVIRTD_ARGS="--listen"\n', ('--listen',)),
+                ("export LIBVIRTD_ARGS='-d --listen'  # TLS\n",
+                 ('-d', '--listen')),
+                ('LIBVIRTD_ARGS="--listen"\nLIBVIRTD_ARGS=""\n', ()),
+                ('LIBVIRTD_ARGS="unbalanced\n', None)):
+            with open(path, 'w') as f:
+                f.write(text)
+            self.assertEqual(args, readiness.libvirtd_args(path), text)
 
 
 class TestServiceAccess(Base):
