@@ -137,8 +137,12 @@ class NovaGuideTest(unittest.TestCase):
             '/etc/pki/qemu'))
         libvirtd = self.write('libvirtd.conf',
                               self.blocks['/etc/libvirt/libvirtd.conf'])
-        self.assertSuccess(readiness.check_libvirtd_listener(libvirtd,
-                                                             self.tmp))
+        # The guide's libvirtd.conf counts where libvirtd runs with
+        # --listen (section 4); socket activation ignores it.
+        os.makedirs(os.path.join(self.tmp, 'root', 'etc', 'default'))
+        self.write('root/etc/default/libvirtd', 'LIBVIRTD_ARGS="--listen"\n')
+        self.assertSuccess(readiness.check_libvirtd_listener(
+            libvirtd, root=os.path.join(self.tmp, 'root')))
         self.assertEqual(
             '/etc/pki/CA/cacrl.pem',
             readiness.libvirtd_tls_files(
