@@ -5,8 +5,7 @@ question :func:`secmig.policy.evaluate.evaluate` answers, and must answer
 it in microseconds. Two caches make that possible without weakening it:
 
 * :class:`~secmig.verdicts.CertificateVerdicts` keeps the verification
-  verdict of each host's certificate, per certificate and CA (see
-  :mod:`secmig.verdicts`; the name is also importable from here).
+  verdict of each host's certificate, per certificate and CA.
 * :class:`RequestDecisions` keeps, for one scheduling request, the
   decision for each distinct set of destination facts: hosts alike in
   clearance, certificate verdict, TLS readiness, aggregates and zone
@@ -18,7 +17,6 @@ Nova's host states.
 
 from secmig.policy import evaluate as evaluate_mod
 from secmig.policy import facts
-from secmig.verdicts import CertificateVerdicts  # noqa: F401
 
 
 def source_facts(name):

@@ -46,7 +46,7 @@ def read_certificate(cert_dir, host):
 class Destinations(object):
     """``eligible(vm_id, source, destination) -> Decision`` for one audit.
 
-    :param verdicts: a :class:`~secmig.eligibility.CertificateVerdicts`
+    :param verdicts: a :class:`~secmig.verdicts.CertificateVerdicts`
         (kept across audits: certificates are verified once)
     :param host_cert_dir: directory of ``<host>.pem`` certificates
     :param policy: the loaded :class:`~secmig.policy.model.Policy`

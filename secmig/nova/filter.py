@@ -32,6 +32,7 @@ from secmig.pki import host as host_files
 from secmig.pki import verify
 from secmig.policy import facts
 from secmig.policy import loader
+from secmig import verdicts as verdicts_mod
 
 LOG = oslo_logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -122,7 +123,7 @@ class SecureMigrationFilter(filters.BaseHostFilter):
         self._conf = config.load(CONF)
         cert_dir = self._conf.pki.cert_dir
         crl = os.path.join(cert_dir, host_files.CA_CRL)
-        self._verdicts = eligibility.CertificateVerdicts(
+        self._verdicts = verdicts_mod.CertificateVerdicts(
             lambda: verify.TrustStore.from_files(
                 os.path.join(cert_dir, host_files.CA_CERT),
                 crl if os.path.exists(crl) else None),

@@ -21,7 +21,6 @@ from watcher.decision_engine.strategy.strategies import base
 from watcher import objects
 
 from secmig import conf as secmig_conf
-from secmig import eligibility
 from secmig import exception
 from secmig.hotspot import detect
 from secmig.hotspot import eligible as eligible_mod
@@ -29,6 +28,7 @@ from secmig.hotspot import gnocchi_query
 from secmig.hotspot import plan as plan_mod
 from secmig.policy import facts
 from secmig.policy import loader
+from secmig import verdicts as verdicts_mod
 from secmig.watcher import history as history_mod
 from secmig.watcher import model as model_mod
 from secmig.watcher import placement as placement_mod
@@ -363,7 +363,7 @@ class SecureHotspot(base.WorkloadStabilizationBaseStrategy):
                conf.pki.min_rsa_bits, conf.pki.require_crl)
         verdicts = _VERDICTS.get(key)
         if verdicts is None:
-            verdicts = eligibility.CertificateVerdicts(
+            verdicts = verdicts_mod.CertificateVerdicts(
                 eligible_mod.trust_loader(conf.pki.cert_dir),
                 refresh_interval=60, margin=conf.pki.expiry_margin,
                 min_rsa_bits=conf.pki.min_rsa_bits,
