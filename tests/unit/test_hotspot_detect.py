@@ -280,6 +280,49 @@ class TestVmBandwidth(unittest.TestCase):
         self.assertEqual('invalid_expected_bandwidth', cm.exception.code)
 
 
+class TestSeverity(unittest.TestCase):
+
+    def test_hotspots_of_every_condition_are_ordered_by_one_measure(self):
+        # Given, in one cluster: a host at 1.25 times its CPU threshold
+        # (100 % of 80 %), a host swapping out 1.1 times its threshold, a
+        # link 1.1875 times its threshold (95 % of 80 %), and on that
+        # link a VM getting half its floor (20 of 40 MB/s) and one
+        # getting 0.85 of it (34 of 40 MB/s)
+        hosts = [model.HostInfo(h, cpus=4, link_bps=GBIT)
+                 for h in ('h-cpu', 'h-net', 'h-swap')]
+        vm_list = (vms('c1', 'c2', host='h-cpu')
+                   + vms('starved', 'short', host='h-net',
+                         expected_in=50 * MB)
+                   + vms('hog', host='h-net') + vms('s1', host='h-swap'))
+        obs = observe(
+            vm={'c1': quiet(cpu=2.0), 'c2': quiet(cpu=2.0),
+                'starved': dict(quiet(), net_in=flat(20 * MB)),
+                'short': dict(quiet(), net_in=flat(34 * MB)),
+                'hog': dict(quiet(), net_in=flat(64.75 * MB)),
+                's1': quiet()},
+            host={'h-cpu': meters(), 'h-swap': meters(swap=1.1),
+                  'h-net': meters(net_in=0.95 * GBIT)})
+        # When
+        report = detect.detect(hosts, vm_list, obs, TH)
+        # Then they come worst first, each by the share of its figure
+        # beyond its line: 1 - threshold / mean for a host, 1 - got /
+        # floor for a VM
+        expected = [
+            ('vm_bandwidth_shortfall', 'h-net', 'starved', 1 - 20 / 40),
+            ('host_cpu', 'h-cpu', None, 1 - 80 / 100),
+            ('host_network', 'h-net', None, 1 - 80 / 95),
+            ('vm_bandwidth_shortfall', 'h-net', 'short', 1 - 34 / 40),
+            ('host_swap', 'h-swap', None, 1 - 1 / 1.1),
+        ]
+        self.assertEqual([e[:3] for e in expected],
+                         [(h.condition, h.host, h.instance)
+                          for h in report.hotspots])
+        for (*_, severity), hotspot in zip(expected, report.hotspots):
+            self.assertGreater(hotspot.severity, 0.0, hotspot)
+            self.assertLessEqual(hotspot.severity, 1.0, hotspot)
+            self.assertAlmostEqual(severity, hotspot.severity, msg=hotspot)
+
+
 class TestMissingData(unittest.TestCase):
 
     def gaps(self, report):

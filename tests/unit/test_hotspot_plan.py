@@ -119,6 +119,29 @@ class PlanTest(unittest.TestCase):
                                                  vm=c.data), TH)
         self.assertEqual((), after.hotspots)
 
+    def test_cpu_relief_moves_the_vm_that_migrates_fastest(self):
+        # 'hot' at 86.25 %, 16.25 points over its 70 % target: 'big'
+        # (36.25 %) and 'small' (37.5 %) each relieve it alone, dirtying
+        # alike; 'big' holds ten times the memory
+        def cluster(big_resident):
+            c = Cluster().host('hot').host('cool')
+            c.vm('big', 'hot', cpu=1.45, resident=big_resident, dirty=8)
+            c.vm('small', 'hot', cpu=1.5, resident=600, dirty=8)
+            c.vm('base', 'hot', cpu=0.5).vm('c', 'cool', cpu=0.2)
+            return c
+
+        _, result = cluster(6000).run()
+        # Then 'small' moves: the same relief in a tenth of the time
+        # (600 / 120 s against 6000 / 120 s), though 'big' is the
+        # smaller load that is enough
+        self.assertEqual([('small', 'hot', 'cool')], moves(result))
+        self.assertEqual((), result.unresolved)
+        self.assertEqual(5.0, result.moves[0].evidence['migration']
+                         ['estimated_seconds'])
+        # And alike in memory, the smaller load that is enough goes
+        _, result = cluster(600).run()
+        self.assertEqual([('big', 'hot', 'cool')], moves(result))
+
     def test_ineligible_best_host_is_passed_over(self):
         c = Cluster().host('hot').host('best').host('ok')
         c.vm('a', 'hot', cpu=1.9).vm('b', 'hot', cpu=1.5)

@@ -131,12 +131,13 @@ class ContinuousAuditTest(WatcherDbTestCase):
         return strategy
 
     def run_period(self):
-        """One period of the audit, as Watcher's scheduler runs it."""
+        """One period of the audit, as Watcher's scheduler runs it.
+
+        Returns the audit as Watcher's database holds it afterwards.
+        """
         continuous.ContinuousAuditHandler.execute_audit(self.audit,
                                                         self.context)
-        audit = objects.Audit.get_by_uuid(self.context, self.audit.uuid)
-        handler = continuous.ContinuousAuditHandler()
-        return audit, handler._is_audit_inactive(audit)
+        return objects.Audit.get_by_uuid(self.context, self.audit.uuid)
 
     def plans(self):
         return objects.ActionPlan.list(
@@ -151,9 +152,22 @@ class ContinuousAuditTest(WatcherDbTestCase):
                   if p.state == objects.action_plan.State.RECOMMENDED]
         return plan, self.actions(plan)
 
-    def assertStillScheduled(self, audit, inactive):
-        self.assertEqual(objects.audit.State.ONGOING, audit.state)
-        self.assertFalse(inactive)
+    def assertStillScheduled(self, audit):
+        """The audit is ONGOING and Watcher's scheduler keeps its job.
+
+        The state is checked first, from Watcher's database: Watcher's
+        handler removes the job of an audit it finds inactive, so asking
+        it about a FAILED audit touches the job store.
+        """
+        self.assertNotEqual(
+            objects.audit.State.FAILED, audit.state,
+            'Watcher marked the CONTINUOUS audit FAILED after the period '
+            '(%d action plan(s)): it would never run again'
+            % len(self.plans()))
+        self.assertEqual(objects.audit.State.ONGOING, audit.state,
+                         'the CONTINUOUS audit is no longer ONGOING')
+        handler = continuous.ContinuousAuditHandler()
+        self.assertFalse(handler._is_audit_inactive(audit))
         self.assertIsNotNone(audit.next_run_time)
 
     def assertReportedFailure(self, code):
@@ -169,17 +183,16 @@ class ContinuousAuditTest(WatcherDbTestCase):
         self.addCleanup(self.gnocchi.start_api)
         self.gnocchi.stop_api()
         # Given Gnocchi down, when a period runs
-        audit, inactive = self.run_period()
+        audit = self.run_period()
         # Then the audit is still scheduled, and proposes nothing
-        self.assertStillScheduled(audit, inactive)
+        self.assertStillScheduled(audit)
         message = self.assertReportedFailure('gnocchi_unreachable')
         self.assertIn('2 attempts', message['reason'])
         # two host requests, each sent twice
         self.assertEqual(4, message['requests'])
         # When Gnocchi is back, the next period plans the moves
         self.gnocchi.start_api()
-        audit, inactive = self.run_period()
-        self.assertStillScheduled(audit, inactive)
+        self.assertStillScheduled(self.run_period())
         states = sorted(p.state for p in self.plans())
         self.assertEqual([objects.action_plan.State.CANCELLED,
                           objects.action_plan.State.RECOMMENDED], states)
@@ -227,16 +240,14 @@ class ContinuousAuditTest(WatcherDbTestCase):
 
     def test_audit_keeps_running_without_any_meter(self):
         self.guests_now = self.silent
-        audit, inactive = self.run_period()
-        self.assertStillScheduled(audit, inactive)
+        self.assertStillScheduled(self.run_period())
         message = self.assertReportedFailure('metrics_missing')
         self.assertIn('2 of 2 host(s) cannot be judged', message['reason'])
 
     def test_audit_keeps_running_across_a_policy_error(self):
         self.conf.set_override('policy_file', os.path.join(
             self.site.dir, 'absent.yaml'), group='policy')
-        audit, inactive = self.run_period()
-        self.assertStillScheduled(audit, inactive)
+        self.assertStillScheduled(self.run_period())
         self.assertReportedFailure('policy_missing')
 
     def test_a_one_shot_audit_still_fails(self):
@@ -282,7 +293,7 @@ class ContinuousAuditTest(WatcherDbTestCase):
                                delta=5)
 
     def test_recent_moves_in_watchers_database_hold_vms_back(self):
-        audit, _ = self.run_period()
+        self.run_period()
         _, actions = self.recommended()
         # the applier ran the plan's migrations
         moved = []

@@ -27,6 +27,22 @@ def vm_id():
     return str(uuid.uuid4())
 
 
+class PublicClient(object):
+    """gnocchiclient v1's documented managers of a real ``Client``, only.
+
+    No ``api`` (the session adapter the managers use internally): a
+    caller that posts requests itself finds nothing to post them with.
+    """
+
+    MANAGERS = ('aggregates', 'archive_policy', 'archive_policy_rule',
+                'build', 'capabilities', 'metric', 'resource',
+                'resource_type', 'status')
+
+    def __init__(self, client):
+        for name in self.MANAGERS:
+            setattr(self, name, getattr(client, name))
+
+
 class TestGnocchiQuery(gf.GnocchiTestCase):
 
     @classmethod
@@ -159,6 +175,33 @@ class TestGnocchiQuery(gf.GnocchiTestCase):
         report = detect.detect(infos, vms, obs, TH)
         self.assertEqual((), report.hotspots)
         self.assertTrue(report.complete, [g.as_dict() for g in report.gaps])
+
+    def test_reads_through_gnocchiclients_public_managers_only(self):
+        """The reader uses the client's documented managers, not ``api``.
+
+        Given a client that exposes only gnocchiclient's public managers
+        (each forwarding to the real client), the reader's answers are
+        those of the real client. A reader that posts to ``client.api``
+        itself fails here with an AttributeError on ``api``.
+        """
+        real = self.gnocchi.client()
+        public = PublicClient(real)
+        self.assertFalse(hasattr(public, 'api'))
+        hosts = ['h-cpu', 'h-net', 'h-meter']
+        _, _, direct, _ = self.fetch(hosts)
+        infos, vms, obs, served = self.fetch(
+            hosts, gnocchi_query.AggregatesReader(public))
+        # Then the same series, in the same number of requests
+        self.assertEqual(direct.vm, obs.vm)
+        self.assertEqual(direct.host, obs.host)
+        self.assertEqual((4, 4), (obs.requests, served))
+        for _, cores in obs.vm[self.ids['busy1']]['cpu']:
+            self.assertAlmostEqual(1.8, cores, places=6)
+        report = detect.detect(infos, vms, obs, TH)
+        self.assertEqual(
+            [('host_cpu', 'h-cpu'), ('host_cpu', 'h-meter'),
+             ('host_network', 'h-net'), ('vm_bandwidth_shortfall', 'h-net')],
+            sorted((h.condition, h.host) for h in report.hotspots))
 
     def test_unknown_instances_are_gaps_of_their_own(self):
         reader = gnocchi_query.AggregatesReader(self.gnocchi.client())
