@@ -28,6 +28,7 @@ Phases, and where they run::
 import os
 
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 import nova.conf
 from nova import exception
@@ -196,25 +197,41 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
         data = super().check_can_live_migrate_destination(
             context, instance, src_compute_info, dst_compute_info,
             block_migration, disk_over_commit)
+        try:
+            decision = self._secmig_incoming(context, instance)
+            if not decision:
+                _refuse(decision)
+        except Exception:
+            # Nova removes what its checks left (the shared storage test
+            # file) only when they return: any refusal or error from
+            # here on must clean up itself.
+            with excutils.save_and_reraise_exception():
+                self._secmig_cleanup_destination_check(context, data)
+        return data
+
+    def _secmig_incoming(self, context, instance):
+        """The destination's Decision; raises when placement refuses."""
         migration_id = facts.migration_id(context, instance.uuid)
         if migration_id is None:
-            decision = Decision.refuse(
+            return Decision.refuse(
                 'no_migration', 'instance %s has no live migration in '
                 'progress' % instance.uuid)
-        else:
-            aggregates, zone = self._secmig_placement(
-                context, self._secmig.host, instance)
-            decision = self._secmig.authorise_incoming(
-                migration_id, facts.request(context),
-                facts.instance(context, instance), instance.host,
-                self._secmig_settings(),
-                rpc.RPCPeerChannel(context, self._secmig.host), aggregates,
-                zone, inbound_addr=CONF.libvirt.live_migration_inbound_addr)
-        if not decision:
-            # Nova cleans up after its checks only when they pass.
+        aggregates, zone = self._secmig_placement(
+            context, self._secmig.host, instance)
+        return self._secmig.authorise_incoming(
+            migration_id, facts.request(context),
+            facts.instance(context, instance), instance.host,
+            self._secmig_settings(),
+            rpc.RPCPeerChannel(context, self._secmig.host), aggregates,
+            zone, inbound_addr=CONF.libvirt.live_migration_inbound_addr)
+
+    def _secmig_cleanup_destination_check(self, context, data):
+        """Nova's cleanup of its destination checks; never raises."""
+        try:
             self.cleanup_live_migration_destination_check(context, data)
-            _refuse(decision)
-        return data
+        except Exception:
+            LOG.exception("secmig: the destination check data %s was not "
+                          "cleaned up", data)
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data,

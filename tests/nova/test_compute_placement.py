@@ -9,12 +9,14 @@ keystoneauth's ``none`` plugin is given for the test.
 """
 
 import functools
+import os
 import threading
 
 import fixtures
 from oslo_db import exception as db_exc
 import testtools
 
+import nova.conf
 from nova import objects
 
 from secmig import conf as secmig_conf
@@ -24,6 +26,7 @@ from secmig.nova import placement
 from secmig import placement as secmig_placement
 from tests.nova import test_live_migration
 
+CONF = nova.conf.CONF
 POLICY_DESTINATIONS = """
 destinations:
   aggregates: [secmig-hosts]
@@ -148,6 +151,19 @@ class ApiUnreachableTest(ComputePlacementTest):
         self.assertIn('Nova\'s API did not list the aggregates', message)
         self.assertEqual(['placement_unavailable'], self.refusals('dest'))
         self.assertEqual([], self.libvirt_calls)
+
+    def test_refusal_leaves_no_shared_storage_test_file(self):
+        """The destination's checks clean up after a placement refusal.
+
+        Nova's own destination checks leave a file made by ``mkstemp`` in
+        ``instances_path`` for the source to look for, and remove it only
+        when the checks return.
+        """
+        server = self.boot()
+        before = set(os.listdir(CONF.instances_path))
+        self.force_live_migrate(server, 'dest')
+        self.assertEqual(['placement_unavailable'], self.refusals('dest'))
+        self.assertEqual(before, set(os.listdir(CONF.instances_path)))
 
 
 class ApiUnreachableNoDestinationRulesTest(ComputePlacementTest):
