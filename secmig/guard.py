@@ -6,8 +6,9 @@ and turns its refusals into Nova errors; the guards of the source and the
 destination talk to each other through a :class:`PeerChannel` (RPC in
 Nova, direct calls in unit tests). The order of one migration::
 
-    destination  authorise_incoming   policy, TLS settings, the address
-                                      QEMU will connect to, then the
+    destination  authorise_incoming   policy, TLS settings, the name
+                                      QEMU will verify (inbound address,
+                                      else libvirt hostname), then the
                                       handshake as initiator:
     source         answer_hello       (auth1 -> auth2)
     source         answer_confirm     (auth3 -> authenticated)
@@ -205,7 +206,8 @@ class HostGuard:
 
     def authorise_incoming(self, migration_id, request, instance,
                            source_host, settings, peer, aggregates=(),
-                           availability_zone=None, inbound_addr=None):
+                           availability_zone=None, inbound_addr=None,
+                           libvirt_hostname=None):
         """Decide, on the destination, whether to accept a migration.
 
         :param request: :class:`~secmig.policy.facts.Request`
@@ -217,6 +219,14 @@ class HostGuard:
             migrate to (Nova's ``[libvirt] live_migration_inbound_addr``),
             the name QEMU on the source will verify this host's
             certificate against; it must be one of the certificate's names
+        :param libvirt_hostname: this host's hostname as its libvirtd
+            reports it (``virConnectGetHostname``). Without an inbound
+            address Nova gives libvirt no migrate URI: this host's libvirtd
+            then hands the source ``tcp://HOSTNAME:PORT`` and QEMU on the
+            source verifies the certificate against that hostname, which
+            must then be one of its names (unless qemu.conf
+            ``migration_host`` replaces it, which secmig cannot see: set
+            the inbound address instead). None: not checked.
         """
         evidence = {'requester': request.credentials.get('user_id'),
                     'source_host': source_host,
@@ -226,7 +236,7 @@ class HostGuard:
         decision, proof = self._incoming(migration_id, request, instance,
                                          source_host, settings, peer,
                                          aggregates, availability_zone,
-                                         inbound_addr)
+                                         inbound_addr, libvirt_hostname)
         evidence.update(proof)
         decision = self._conclude('authorised', decision, migration_id,
                                   instance.uuid, **evidence)
@@ -243,7 +253,7 @@ class HostGuard:
 
     def _incoming(self, migration_id, request, instance, source_host,
                   settings, peer, aggregates, availability_zone,
-                  inbound_addr):
+                  inbound_addr, libvirt_hostname):
         """The decision and the evidence gathered on the way."""
         policy, refusal = self._policy()
         if refusal is not None:
@@ -253,15 +263,11 @@ class HostGuard:
         creds, trust, own = self._identity()
         if not own:
             return own, {}
-        names = tuple(own.details.get('names') or ())
-        if inbound_addr and not verify.name_in(inbound_addr, names):
-            return Decision.refuse(
-                'inbound_addr_not_in_certificate', 'QEMU on the source will '
-                'verify this host\'s certificate against %s ([libvirt] '
-                'live_migration_inbound_addr), which is not among its names '
-                '(%s): enroll the host with that address, or set the option '
-                'to one of them' % (inbound_addr, ', '.join(names)),
-                inbound_addr=inbound_addr, names=list(names)), {}
+        named = _check_inbound_name(
+            tuple(own.details.get('names') or ()), settings, inbound_addr,
+            libvirt_hostname)
+        if not named:
+            return named, {}
         try:
             binding = binding_mod.Binding(migration_id, instance.uuid,
                                           source_host, self.host,
@@ -464,7 +470,8 @@ class HostGuard:
         certificate the destination authenticated with. Without a
         ``migrate_uri`` the destination's libvirtd chooses the address
         (qemu.conf ``migration_host``, else its hostname): secmig cannot
-        see it here.
+        see it here; the destination checked its hostname against its
+        own certificate in :meth:`authorise_incoming`.
 
         :param bits: ``{flag name: bit}`` for :data:`secmig.tls.FLAG_NAMES`
         """
@@ -539,6 +546,39 @@ def _check_migrate_uri(migrate_uri, flags, bits, auth):
         % (name, migrate_uri, auth.dest_host, auth.dest_host,
            ', '.join(auth.dest_names)), tls_hostname=name,
         names=list(auth.dest_names))
+
+
+def _check_inbound_name(names, settings, inbound_addr, libvirt_hostname):
+    """The name QEMU on the source will verify is one of ``names``.
+
+    That name is the inbound address when set, else this host's libvirt
+    hostname (libvirtd's choice when Nova passes no migrate URI). A
+    tunnelled migration goes through libvirtd, and QEMU verifies no
+    name: only the inbound address, if set, must still be named.
+    """
+    if inbound_addr:
+        if verify.name_in(inbound_addr, names):
+            return Decision.allow('QEMU will verify %s' % inbound_addr)
+        return Decision.refuse(
+            'inbound_addr_not_in_certificate', 'QEMU on the source will '
+            'verify this host\'s certificate against %s ([libvirt] '
+            'live_migration_inbound_addr), which is not among its names '
+            '(%s): enroll the host with that address, or set the option '
+            'to one of them' % (inbound_addr, ', '.join(names)),
+            inbound_addr=inbound_addr, names=list(names))
+    if (not libvirt_hostname
+            or settings.details.get('mode') == 'tunnelled_over_tls'
+            or verify.name_in(libvirt_hostname, names)):
+        return Decision.allow('QEMU will verify %s' % libvirt_hostname)
+    return Decision.refuse(
+        'inbound_addr_not_in_certificate', 'QEMU on the source will verify '
+        'this host\'s certificate against %s, its hostname as libvirt '
+        'reports it ([libvirt] live_migration_inbound_addr is not set, so '
+        'libvirtd gives the source its hostname), which is not among its '
+        'names (%s): set [libvirt] live_migration_inbound_addr to one of '
+        'them, or enroll the host with that hostname'
+        % (libvirt_hostname, ', '.join(names)),
+        libvirt_hostname=libvirt_hostname, names=list(names))
 
 
 def _ends(auth):

@@ -10,7 +10,9 @@ Phases, and where they run::
 
     check_can_live_migrate_destination  destination  policy + handshake;
                                                      own flags encrypted,
-                                                     inbound address named
+                                                     the name QEMU will
+                                                     verify (inbound address
+                                                     or libvirt hostname)
                                                      in own certificate
     check_can_live_migrate_source       source       needs the handshake;
                                                      the flags and control
@@ -218,12 +220,18 @@ class SecureLibvirtDriver(libvirt_driver.LibvirtDriver):
                 'progress' % instance.uuid)
         aggregates, zone = self._secmig_placement(
             context, self._secmig.host, instance)
+        inbound_addr = CONF.libvirt.live_migration_inbound_addr
         return self._secmig.authorise_incoming(
             migration_id, facts.request(context),
             facts.instance(context, instance), instance.host,
             self._secmig_settings(),
             rpc.RPCPeerChannel(context, self._secmig.host), aggregates,
-            zone, inbound_addr=CONF.libvirt.live_migration_inbound_addr)
+            zone, inbound_addr=inbound_addr,
+            # Without an inbound address Nova gives libvirt no migrate
+            # URI; this host's libvirtd then names itself by its
+            # hostname, which QEMU on the source verifies.
+            libvirt_hostname=(None if inbound_addr
+                              else self._host.get_hostname()))
 
     def _secmig_cleanup_destination_check(self, context, data):
         """Nova's cleanup of its destination checks; never raises."""

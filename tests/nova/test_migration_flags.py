@@ -5,8 +5,9 @@ tests start computes with chosen ``[libvirt]`` options and check that
 secmig refuses at the checks (before ``pre_live_migration`` on the
 destination, before any libvirt call) what it would otherwise refuse,
 or get wrong, only at the libvirt call: plaintext flags, post-copy the
-policy forbids, control URIs that weaken TLS, an inbound address that is
-not a name of the destination's certificate.
+policy forbids, control URIs that weaken TLS, an inbound address (or,
+without one, a libvirt hostname) that is not a name of the destination's
+certificate.
 """
 
 import fixtures
@@ -159,3 +160,27 @@ class InboundAddrTest(MigrationFlagsTest):
         self.assertEqual([('qemu+tls://127.0.0.1/system', self.libvirt_calls[
             0][1])], self.libvirt_calls)
         self.assertEqual(['tcp://127.0.0.1'], self.migrate_uris)
+
+    def set_libvirt_hostname(self, host, name):
+        """``host``'s libvirtd now reports ``name`` as its hostname."""
+        libvirt_host = self.computes[host].driver._host
+        libvirt_host.get_connection().hostname = name
+        libvirt_host._hostname = None  # Nova's cache of the first answer
+
+    def test_hostname_outside_the_certificate_refused_at_the_checks(self):
+        """Without an inbound address QEMU verifies the libvirt hostname."""
+        self.set_libvirt_hostname('dest', 'dest.example.org')
+        message = self.assertRefusedAtTheChecks(
+            'inbound_addr_not_in_certificate', 'dest')
+        self.assertIn('against dest.example.org, its hostname as libvirt '
+                      'reports it ([libvirt] live_migration_inbound_addr is '
+                      'not set', message)
+        self.assertIn('set [libvirt] live_migration_inbound_addr to one of '
+                      'them', message)
+        self.assertNotIn('authenticated',
+                         [s for s, _, _ in self.audit_steps('src')])
+
+    def test_hostname_in_the_certificate(self):
+        server = self._live_migrate(self.boot(), host='dest')
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual([None], self.migrate_uris)

@@ -110,12 +110,13 @@ class GuardTestBase(unittest.TestCase):
 
     def incoming(self, dest='dst', source='src', instance=None,
                  request=ADMIN, settings=TLS_SETTINGS, channel=None,
-                 inbound_addr=None):
+                 inbound_addr=None, libvirt_hostname=None):
         channel = channel or self.channel
         channel.host = dest  # the reporting host, as in RPCPeerChannel
         return self.guards[dest].authorise_incoming(
             self.migration, request, instance or self.instance, source,
-            settings, channel, inbound_addr=inbound_addr)
+            settings, channel, inbound_addr=inbound_addr,
+            libvirt_hostname=libvirt_hostname)
 
     def outgoing(self, source='src', request=ADMIN, transport=None):
         return self.guards[source].authorise_outgoing(
@@ -324,6 +325,38 @@ class RefusalTest(GuardTestBase):
         self.assertIsNone(self.guards['dst'].is_authorised(
             self.instance.uuid))
         self.assertTrue(self.incoming(inbound_addr='127.0.0.1'))
+
+    def test_libvirt_hostname_must_be_named_without_inbound_addr(self):
+        """Without an inbound address QEMU verifies the libvirt hostname."""
+        decision = self.incoming(libvirt_hostname='dst.example.org')
+        self.assertRefused('inbound_addr_not_in_certificate', decision)
+        self.assertEqual(
+            'QEMU on the source will verify this host\'s certificate '
+            'against dst.example.org, its hostname as libvirt reports it '
+            '([libvirt] live_migration_inbound_addr is not set, so libvirtd '
+            'gives the source its hostname), which is not among its names '
+            '(dst, 127.0.0.1): set [libvirt] live_migration_inbound_addr to '
+            'one of them, or enroll the host with that hostname',
+            decision.reason)
+        self.assertEqual('dst.example.org',
+                         decision.details['libvirt_hostname'])
+        self.assertEqual([], self.channel.sent)  # before the handshake
+        self.assertIsNone(self.guards['dst'].is_authorised(
+            self.instance.uuid))
+        self.assertIn(('refused', 'failure',
+                       'inbound_addr_not_in_certificate'), self.steps('dst'))
+
+    def test_libvirt_hostname_named_in_the_certificate(self):
+        self.assertTrue(self.incoming(libvirt_hostname='dst'))
+
+    def test_inbound_addr_replaces_the_libvirt_hostname(self):
+        self.assertTrue(self.incoming(inbound_addr='127.0.0.1',
+                                      libvirt_hostname='dst.example.org'))
+
+    def test_tunnelled_migration_verifies_no_hostname(self):
+        settings = tls.check_settings(tls.LibvirtSettings(False, True, 'tls'))
+        self.assertTrue(self.incoming(settings=settings,
+                                      libvirt_hostname='dst.example.org'))
 
     def test_source_refuses_without_a_handshake(self):
         self.assertRefused('not_authenticated', self.outgoing())
