@@ -26,6 +26,11 @@ class SecmigCloudMixin(cloud.SecmigCloudMixin):
     """
 
     SECMIG_POLICY_SOURCE = POLICY
+    #: oslotest's per-test limit (``OS_TEST_TIMEOUT`` overrides it). A
+    #: migration expected to be refused that goes ahead instead can leave
+    #: Nova waiting at tear-down for an RPC answer that never comes; the
+    #: limit ends the test rather than the whole tier.
+    DEFAULT_TIMEOUT = 300
 
     def make_pki(self, base_dir):
         return pkiutil.TestPKI(base_dir)
