@@ -40,6 +40,11 @@ Run from the repository root with the project's virtualenv::
     .venv/bin/python tools/bench/watcher_strategy.py --hosts 10000 \\
         --skip-builtin-above 1000
 
+Gnocchi's file storage holds a file per metric, hundreds of thousands at
+1,000 hosts: on a slow disk, give it memory (``TMPDIR=/dev/shm``, which
+needs a few GiB at 10,000 hosts). Progress goes to standard error; each
+size's table is printed as soon as it is measured.
+
 ``--skip-builtin-above N`` leaves Watcher's strategies out for sizes
 above N hosts (the 1,000-host workload_balance audit takes minutes);
 ``--skip-stabilization-above N`` leaves out only
@@ -328,13 +333,22 @@ def run_workload_stabilization(server, cluster):
     return _builtin(cls, server, cluster, params)
 
 
+def progress(message):
+    print('[%s] %s' % (time.strftime('%H:%M:%S'), message), file=sys.stderr,
+          flush=True)
+
+
 def bench(size, per_host, builtin, seed, with_host_meters=True,
           stabilization=True):
+    """Measure one cluster size and print its table (before clean-up)."""
     rnd = random.Random(seed)
     cluster = make_cluster(size, per_host, rnd)
     site = su.Site()
+    progress('%d hosts x %d VMs: starting Gnocchi' % (size, per_host))
     server = gf.GnocchiServer(metricd_workers=2).start()
     try:
+        progress('publishing %d periods of every meter'
+                 % (POINTS + 2))
         began = time.monotonic()
         now = time.time()
         gf.publish(server, host_meters(cluster.names, cluster.guests,
@@ -342,6 +356,7 @@ def bench(size, per_host, builtin, seed, with_host_meters=True,
                    cluster.guests, now, (POINTS + 2) * G, poll=G,
                    granularity=G, wait_timeout=4 * 3600)
         loaded = time.monotonic() - began
+        progress('published in %.0f s; secmig_hotspot audits' % loaded)
         site.enroll(*cluster.names)
         now += 5
         before = hotspots_after(cluster, [], with_host_meters)
@@ -360,6 +375,7 @@ def bench(size, per_host, builtin, seed, with_host_meters=True,
                 runners.append(('workload_stabilization',
                                 run_workload_stabilization))
             for name, runner in runners:
+                progress('%s audit' % name)
                 try:
                     box, moves = runner(server, cluster)
                 except Exception as e:
@@ -370,8 +386,9 @@ def bench(size, per_host, builtin, seed, with_host_meters=True,
                 rows.append((name, box, len(moves),
                              hotspots_after(cluster, moves,
                                             with_host_meters)))
-        return loaded, before, rows, strategy, extra
+        print_table(size, per_host, loaded, before, rows, strategy, extra)
     finally:
+        progress('removing Gnocchi\'s data')
         server.stop()
         site.cleanup()
 
@@ -425,13 +442,10 @@ def main(argv=None):
     for size in args.hosts:
         builtin = (args.skip_builtin_above is None
                    or size <= args.skip_builtin_above)
-        loaded, before, rows, strategy, extra = bench(
-            size, args.vms_per_host, builtin, args.seed,
-            with_host_meters=not args.no_host_meters,
-            stabilization=(args.skip_stabilization_above is None
-                           or size <= args.skip_stabilization_above))
-        print_table(size, args.vms_per_host, loaded, before, rows,
-                    strategy, extra)
+        bench(size, args.vms_per_host, builtin, args.seed,
+              with_host_meters=not args.no_host_meters,
+              stabilization=(args.skip_stabilization_above is None
+                             or size <= args.skip_stabilization_above))
 
 
 if __name__ == '__main__':
