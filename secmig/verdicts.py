@@ -392,18 +392,22 @@ class CertificateVerdicts:
                 if self._order and self._trust.store is not None:
                     continue  # queued since verify_queued looked
                 new, self._new = self._new, 0
-                left = len(self._queued)
                 self._worker = None
+                # Said before waiters wake: what they read is said.
+                self._report(count, new, time.monotonic() - started)
                 self._idle.notify_all()
             break
-        if left:
+
+    def _report(self, count, new, seconds):
+        """Log how a run of the worker ended (under the lock)."""
+        if self._queued:
             LOG.warning("secmig: certificate verification stopped with %d "
-                        "host certificates pending: %s", left,
+                        "host certificates pending: %s", len(self._queued),
                         self._trust.refusal.reason)
         elif new:
             LOG.info("secmig: certificate verification finished: %d host "
                      "certificates verified in %.1f s; none pending",
-                     count, time.monotonic() - started)
+                     count, seconds)
         elif count:
             LOG.debug("secmig: %d refused host certificates verified "
                       "again", count)
