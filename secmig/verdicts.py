@@ -393,7 +393,7 @@ class CertificateVerdicts:
                     continue  # queued since verify_queued looked
                 new, self._new = self._new, 0
                 self._worker = None
-                # Said before waiters wake: what they read is said.
+                # Logged before waiters wake, so they find it logged.
                 self._report(count, new, time.monotonic() - started)
                 self._idle.notify_all()
             break
