@@ -31,16 +31,18 @@ Gnocchi's cost is per metric read, not per request, so
 every host, then the meters of the running VMs on the hosts that
 :func:`secmig.hotspot.detect.screen` picks (a host CPU meter missing, a
 figure near a threshold, a saturated link), of the kinds each host was
-picked for, plus what moving them costs (``resident``, ``dirty``);
-:meth:`AggregatesReader.complete` reads the rest of some VMs later, in
-two requests. With no host meter named, every running VM's CPU and cost
-are read. A caller can send stage 1 first (:meth:`AggregatesReader.
-begin`) and build its inventory while Gnocchi answers.
+picked for (resident memory on a host that may swap), and their dirty
+rate; :meth:`AggregatesReader.complete` reads the rest of some VMs
+later, in two requests. With no host meter named, every running VM's
+CPU and dirty rate are read. A caller can send stage 1 first
+(:meth:`AggregatesReader.begin`) and build its inventory while Gnocchi
+answers.
 
 The hosts are split into ``max(concurrency, ceil(hosts / page_hosts))``
 requests, and each host request is followed by at most three VM
-requests for the VMs of its hosts, so no answer grows beyond
-``page_hosts`` hosts and their VMs. Up to ``concurrency`` requests are
+requests for the VMs of its hosts (two on ``instance`` resources, see
+:func:`_merge_subsets`, and one on their interfaces), so no answer grows
+beyond ``page_hosts`` hosts and their VMs. Up to ``concurrency`` requests are
 in flight at once, so a Gnocchi API with several worker processes
 answers an audit in a fraction of the serial time.
 
@@ -270,7 +272,8 @@ class AggregatesReader(object):
             if nics:
                 wanted_nics[vm_id] = nics
         m = self.meters
-        for kinds, ids in sorted(by_kinds.items(), key=lambda i: i[1]):
+        for kinds, ids in sorted(_merge_subsets(by_kinds).items(),
+                                 key=lambda i: i[1]):
             calls.append((m.instance_type, 'id', ids, kinds, False))
         if wanted_nics:
             kinds = frozenset().union(*wanted_nics.values())
@@ -457,12 +460,12 @@ class HostMeterRead(object):
         inventory). Stage 2 reads the meters of the running VMs placed,
         in the inventory, on the hosts :func:`~secmig.hotspot.detect.
         screen` returns, of the kinds each host was screened for (a host
-        near its CPU threshold: its VMs' CPU, not their network) and what
-        moving them costs: as each host request is answered, its hosts
-        are screened and their VMs' requests sent. ``unread`` lists the
-        kinds left out per VM; :meth:`AggregatesReader.complete` reads
-        them. If no host meter is named, every running VM's CPU and cost
-        are read and ``mode`` is ``instances``; otherwise ``mode`` is
+        near its CPU threshold: its VMs' CPU, not their network) and their
+        dirty rate: as each host request is answered, its hosts are
+        screened and their VMs' requests sent. ``unread`` lists the kinds
+        left out per VM; :meth:`AggregatesReader.complete` reads them. If
+        no host meter is named, every running VM's CPU and dirty rate are
+        read and ``mode`` is ``instances``; otherwise ``mode`` is
         ``host_meters`` (``instances`` if no host has any) and
         ``screened`` maps the hosts read to why.
         :func:`~secmig.hotspot.detect.detect` gives the same hotspots and
@@ -525,17 +528,37 @@ class HostMeterRead(object):
 def _vm_kinds(reasons, vm):
     """The kinds to read of ``vm``, on a host screened for ``reasons``.
 
-    What moving it costs, the kinds of its host's reasons, and on a
-    saturated link its dropped packets if it expects bandwidth that way
-    (only a shortfall reads them).
+    Its dirty rate (:data:`~secmig.hotspot.model.COST_KINDS`), the kinds
+    of its host's reasons, its resident memory on a host that may swap
+    (the relief), and on a saturated link its dropped packets if it
+    expects bandwidth that way (only a shortfall reads them).
     """
     kinds = set(model.COST_KINDS)
     for reason in reasons:
         kind, why = reason.split(':', 1)
         kinds.update(model.vm_kinds(kind))
+        if kind == 'swap_out':
+            kinds.add('resident')
         if why == 'link_saturated' and getattr(vm, _EXPECTED[kind]):
             kinds.add(_DROPS[kind])
     return frozenset(kinds)
+
+
+def _merge_subsets(by_kinds):
+    """``{kinds: ids}`` with each set of kinds read with its superset.
+
+    The ids of a set that is part of another wanted set join the
+    smallest such set: a few more series of those VMs cost Gnocchi about
+    what another request over them would, and the instance requests of
+    one host request stay at two (their kinds are a part of ``cpu``,
+    ``resident`` and ``dirty``, and ``dirty``, when named, is in all).
+    """
+    merged = {}
+    for kinds in sorted(by_kinds, key=lambda k: (-len(k), sorted(k))):
+        into = min((m for m in merged if kinds < m),
+                   key=lambda m: (len(m), sorted(m)), default=kinds)
+        merged.setdefault(into, []).extend(by_kinds[kinds])
+    return {kinds: sorted(ids) for kinds, ids in merged.items()}
 
 
 def _by_owner(answer, measures, attribute):

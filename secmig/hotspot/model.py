@@ -29,8 +29,11 @@ from secmig import exception
 VM_KINDS = ('cpu', 'net_in', 'net_out', 'drop_in', 'drop_out', 'resident',
             'dirty')
 HOST_KINDS = ('cpu_pct', 'net_in', 'net_out', 'swap_out', 'mem_free')
-#: VM kinds read with every VM that is read at all: what moving it costs.
-COST_KINDS = ('resident', 'dirty')
+#: VM kinds read with every VM that is read at all: its dirty rate, which
+#: decides whether moving it converges. Its resident memory, the rest of
+#: the cost, is read where it is also the relief (on a swapping host);
+#: elsewhere the flavor's memory bounds it.
+COST_KINDS = ('dirty',)
 
 KIB = 1024
 QUOTA_IN = 'quota:vif_inbound_average'

@@ -270,6 +270,8 @@ class _Planner(object):
         self.moves, self.unresolved, self.skipped = [], [], []
         self._skipped_ids = set()
         self._load_cache = {}
+        self._limits = {name: tuple(self.limit(name, k) for k in _SCORED)
+                        for name in self.hosts}
         self._current = {name: self._shares(name) for name in self.hosts}
         self._orders = {
             kind: sorted((shares[i], name)
@@ -360,12 +362,6 @@ class _Planner(object):
         """What a VM adds to ``host``; ``extra`` overrides some kinds."""
         return dict(self.as_host(load, host), **(extra or {}))
 
-    def score(self, host, add):
-        """The highest share of a limit ``host`` reaches with ``add``."""
-        level = self.level[host]
-        return max((level.get(k, 0.0) + add[k]) / self.limit(host, k)
-                   for k in _SCORED)
-
     def limit(self, host, kind):
         """The highest acceptable level of ``kind`` on a host after a move."""
         head = self.limits.headroom_pct
@@ -388,7 +384,7 @@ class _Planner(object):
 
         ``extra`` overrides the VM's load of some kinds at the
         destination (a starved VM brings its expected bandwidth). A host
-        fits if :meth:`_unfit` finds nothing against it; its score is its
+        fits if :meth:`_fit` finds nothing against it; its score is its
         highest projected share of a limit (:data:`_SCORED` kinds). The
         fit hosts are asked for eligibility from the lowest score up
         (ties by name), and the first eligible one wins. When none is,
@@ -421,12 +417,11 @@ class _Planner(object):
                 seen.add(name)
                 if name == source:
                     continue
-                code = self._unfit(name, cand, load, extra)
+                code, score = self._fit(name, cand, load, extra)
                 if code:
                     refusals[code] += 1
                     continue
-                heapq.heappush(fit, (self.score(
-                    name, self.added(load, name, extra)), name))
+                heapq.heappush(fit, (score, name))
             bound = math.inf if done else max(
                 r + a for r, a in zip(reached, least))
             while fit and fit[0][0] < bound:
@@ -452,7 +447,7 @@ class _Planner(object):
     def _shares(self, name):
         """A host's current share of each scored limit (inf: unusable)."""
         level = self.level.get(name)
-        limits = [self.limit(name, k) for k in _SCORED]
+        limits = self._limits[name]
         if level is None or min(limits) <= 0:
             return (math.inf,) * len(_SCORED)
         return tuple(level.get(k, 0.0) / lim
@@ -468,28 +463,37 @@ class _Planner(object):
                 bisect.insort(order, (share, name))
             self._current[name] = new
 
-    def _unfit(self, name, cand, load, extra):
+    def _fit(self, name, cand, load, extra):
+        """``(None, score)`` if ``name`` may take the VM, else a refusal.
+
+        A refusal is ``(code, None)``. The score is the highest share of a
+        limit the host reaches with the VM.
+        """
         if name in self.hot:
-            return 'destination_hot'
+            return 'destination_hot', None
         if name in self.unusable or name not in self.level:
-            return 'destination_data_incomplete'
+            return 'destination_data_incomplete', None
         if self.into[name] >= self.limits.max_per_destination:
-            return 'destination_cap'
+            return 'destination_cap', None
         free = self.free.get(name)
         if free is None or not free.fits(cand.needs):
-            return 'no_capacity'
+            return 'no_capacity', None
         level = self.level[name]
-        if not self.hosts[name].cpus or not set(extra or ()) <= set(level):
-            return 'destination_data_incomplete'
+        if not self.hosts[name].cpus or not all(k in level
+                                                for k in extra or ()):
+            return 'destination_data_incomplete', None
         memory = self.mem_free.get(name)
         if (memory is not None
                 and memory - load['resident'] < self.reserve(name)):
-            return 'no_free_memory'
+            return 'no_free_memory', None
         add = self.added(load, name, extra)
-        for kind in _SCORED:
-            if level.get(kind, 0.0) + add[kind] >= self.limit(name, kind):
-                return 'would_overload'
-        return None
+        score = 0.0
+        for kind, limit in zip(_SCORED, self._limits[name]):
+            projected = level.get(kind, 0.0) + add[kind]
+            if projected >= limit:
+                return 'would_overload', None
+            score = max(score, projected / limit)
+        return None, score
 
     # -- moves -------------------------------------------------------------
 

@@ -79,7 +79,7 @@ class EmbeddedAggregates(object):
     def fetch(self, operations, search=None, resource_type='generic',
               start=None, granularity=None, details=False, **unused):
         url = 'v1/aggregates?' + urllib.parse.urlencode({
-            'start': '%.0f' % start.timestamp(),
+            'start': repr(start.timestamp()),
             'granularity': str(granularity),
             'details': 'true' if details else 'false'})
         response = self.store.aggregates(url, {

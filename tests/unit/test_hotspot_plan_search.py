@@ -36,12 +36,11 @@ class ExhaustivePlanner(plan._Planner):
         for name in self.hosts:
             if name == source:
                 continue
-            code = self._unfit(name, cand, load, extra)
+            code, score = self._fit(name, cand, load, extra)
             if code:
                 refusals[code] += 1
                 continue
-            scored.append((self.score(name, self.added(load, name, extra)),
-                           name))
+            scored.append((score, name))
         for _, name in sorted(scored):
             decision = self.eligible(vm_id, source, name)
             if decision:
@@ -139,13 +138,13 @@ class SearchTest(unittest.TestCase):
         report = detect.detect(hosts, vms, obs, TH)
         self.assertEqual(['h000'], [h.host for h in report.hotspots])
         scored = []
-        unfit = plan._Planner._unfit
+        fit = plan._Planner._fit
 
         def counting(planner, name, *args):
             scored.append(name)
-            return unfit(planner, name, *args)
+            return fit(planner, name, *args)
 
-        with mock.patch.object(plan._Planner, '_unfit', counting):
+        with mock.patch.object(plan._Planner, '_fit', counting):
             result = plan.plan(report, hosts, vms, obs, TH, free,
                                candidates, lambda *a: Decision.allow('ok'),
                                {}, NOW, plan.Limits())

@@ -23,11 +23,21 @@ POINTS = 10
 class EmbeddedStoreTest(gf.GnocchiTestCase):
 
     def test_same_observations_as_gnocchi(self):
-        hosts = ['e-hot', 'e-cool']
-        vms = [gf.SimVm(str(uuid.uuid4()), 'e-hot', cpu=1.5, net_in=3e6,
+        self.assert_same_observations(time.time())
+
+    def test_same_observations_with_start_just_before_a_period(self):
+        # The window starts 0.3 s before a period begins: both answer
+        # from the period that holds it (a start rounded to the second
+        # left that period out of the store's answer).
+        self.assert_same_observations((time.time() // G - 1) * G - 0.3)
+
+    def assert_same_observations(self, now):
+        # Host names of their own: the tier's Gnocchi is shared.
+        prefix = 'embedded-%s' % uuid.uuid4().hex[:8]
+        hosts = [prefix + '-hot', prefix + '-cool']
+        vms = [gf.SimVm(str(uuid.uuid4()), hosts[0], cpu=1.5, net_in=3e6,
                         net_out=1e6, swap_out=0.5, interfaces=2),
-               gf.SimVm(str(uuid.uuid4()), 'e-cool', cpu=0.2, net_in=1e5)]
-        now = time.time()
+               gf.SimVm(str(uuid.uuid4()), hosts[1], cpu=0.2, net_in=1e5)]
         gf.load_cluster(self.gnocchi, hosts, vms, points=POINTS,
                         granularity=G, now=now, bulk=False)
         store = metrics.EmbeddedMetricStore()
