@@ -168,9 +168,8 @@ class CertificateAuthority:
 
     def _write_issued(self, issued):
         fileio.write_atomic(self._path('issued.json'),
-                            json.dumps(issued, indent=1,
-                                       sort_keys=True).encode(),
-                            mode=0o600, overwrite=True)
+                            fileio.json_bytes(issued), mode=0o600,
+                            overwrite=True)
 
     # Enrollment -------------------------------------------------------
 

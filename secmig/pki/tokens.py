@@ -4,7 +4,11 @@ The CA hands a token to the operator who enrolls a host; the host's CSR
 is signed only against a valid token. The CA keeps the SHA-256 hash of
 each token, never the token itself, with what the token approves: the
 host name, its other names and addresses, and its clearance. A token
-expires and is consumed by its first use.
+expires and is consumed by its first use. Its record is kept until
+``FORGET_AFTER`` seconds past its expiry, so that a token replayed
+meanwhile is refused as used or expired; after that it is unknown, and
+the store holds only the tokens of recent enrollments however many
+hosts the CA has enrolled.
 """
 
 import hashlib
@@ -16,6 +20,8 @@ from secmig import exception
 from secmig.pki import fileio
 
 DEFAULT_TTL = 3600
+#: Seconds past its expiry after which a token's record is dropped.
+FORGET_AFTER = 86400
 #: The longest token a token file may hold (the CA's have 64 characters).
 MAX_TOKEN = 256
 
@@ -63,9 +69,10 @@ class TokenStore:
                 'token store %s is corrupt: %s' % (self.path, e),
                 code='corrupt_ca_state') from e
 
-    def _save(self, records):
-        fileio.write_atomic(self.path, json.dumps(records, indent=1,
-                                                  sort_keys=True).encode(),
+    def _save(self, records, now):
+        records = {digest: record for digest, record in records.items()
+                   if record['expires_at'] + FORGET_AFTER > now}
+        fileio.write_atomic(self.path, fileio.json_bytes(records),
                             mode=0o600, overwrite=True)
 
     def create(self, host, names, addresses, clearance, now, ttl=DEFAULT_TTL):
@@ -81,7 +88,7 @@ class TokenStore:
             'host': host, 'names': sorted(set(names) | {host}),
             'addresses': sorted(set(addresses)), 'clearance': clearance,
             'expires_at': now + ttl, 'used_at': None}
-        self._save(records)
+        self._save(records, now)
         return token
 
     def check(self, token, now):
@@ -92,8 +99,9 @@ class TokenStore:
         record = self._load().get(_digest(token or ''))
         if record is None:
             raise exception.PKIError(
-                'enrollment token is not known to this CA',
-                code='token_unknown')
+                'enrollment token is not known to this CA (a token is '
+                'forgotten %d hours after it expires)'
+                % (FORGET_AFTER // 3600), code='token_unknown')
         if record['used_at'] is not None:
             raise exception.PKIError(
                 'enrollment token for %s was already used; create a new '
@@ -109,4 +117,4 @@ class TokenStore:
         """Consume a token that :meth:`check` accepted."""
         records = self._load()
         records[_digest(token)]['used_at'] = now
-        self._save(records)
+        self._save(records, now)

@@ -1,6 +1,7 @@
 """secmig's CA: enrollment tokens, signing, renewal, revocation, files."""
 
 import datetime
+import json
 import os
 import shutil
 import stat
@@ -17,6 +18,7 @@ from secmig.pki import ca as ca_mod
 from secmig.pki import clearance
 from secmig.pki import host
 from secmig.pki import keys
+from secmig.pki import tokens
 from secmig.pki import verify
 from tests import pkiutil
 
@@ -73,6 +75,28 @@ class EnrollmentTest(CATestCase):
         past = ca_mod.utcnow() - datetime.timedelta(hours=2)
         token = self.ca.create_token('node1', ttl=60, now=past)
         self.assertCode('token_expired', self.ca.sign, self.csr(), token)
+
+    def test_tokens_are_forgotten_a_day_after_they_expire(self):
+        start = ca_mod.utcnow() - datetime.timedelta(days=3)
+        old = self.ca.create_token('node1', ttl=60, now=start)
+        self.ca.sign(self.csr(), old, now=start)
+        later = start + datetime.timedelta(seconds=60 + tokens.FORGET_AFTER)
+        self.ca.create_token('node2', now=later)
+        with open(os.path.join(self.pki.ca_dir, 'tokens.json')) as f:
+            self.assertEqual(1, len(json.load(f)))
+        message = self.assertCode('token_unknown', self.ca.sign, self.csr(),
+                                  old)
+        self.assertIn('forgotten 24 hours after it expires', message)
+
+    def test_a_used_token_is_remembered_until_it_is_forgotten(self):
+        start = ca_mod.utcnow() - datetime.timedelta(days=3)
+        used = self.ca.create_token('node1', ttl=60, now=start)
+        self.ca.sign(self.csr(), used, now=start)
+        just_before = start + datetime.timedelta(
+            seconds=60 + tokens.FORGET_AFTER - 1)
+        self.ca.create_token('node2', now=just_before)
+        self.assertCode('token_used', self.ca.sign, self.csr(), used,
+                        now=just_before)
 
     def test_csr_asking_for_unapproved_name_leaves_token_unused(self):
         token = self.ca.create_token('node1')
@@ -145,6 +169,20 @@ class FilesTest(CATestCase):
         for name in (host.SERVER_CERT, host.CLIENT_CERT, host.CA_CERT,
                      host.CA_CRL):
             self.assertEqual(0o644, mode(os.path.join(ident.cert_dir, name)))
+
+    def test_an_index_written_with_indents_is_read(self):
+        first = self.pki.enroll('node1').cert.serial_number
+        path = os.path.join(self.pki.ca_dir, 'issued.json')
+        with open(path) as f:
+            index = json.load(f)
+        with open(path, 'w') as f:
+            json.dump(index, f, indent=1, sort_keys=True)
+        second = self.pki.enroll('node2').cert.serial_number
+        self.ca.revoke(first)
+        with open(path) as f:
+            index = json.load(f)
+        self.assertEqual({'%x' % first, '%x' % second}, set(index))
+        self.assertIsNotNone(index['%x' % first]['revoked_at'])
 
     def test_existing_key_is_kept(self):
         self.pki.enroll('node1')

@@ -9,6 +9,7 @@ its reason; the properties hold over whole classes of such inputs.
 
 import os
 import tempfile
+import time
 import unittest
 
 from cryptography import x509
@@ -133,7 +134,7 @@ class NamesTest(unittest.TestCase):
         records = store._load()
         for record in records.values():
             record['names'].append('cmp_1')
-        store._save(records)
+        store._save(records, time.time())
         csr = host_mod.make_key_and_csr(os.path.join(self.tmp, 'h'),
                                         'node1')
         self.assertRefused('bad_name', 'cmp_1', self.pki.ca.sign, csr,
