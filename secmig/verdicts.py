@@ -13,7 +13,9 @@ that issued it, and keeps the verdict for as long as its inputs hold:
   revocation's date and reason), the others keep their verdicts; a new
   CA bundle keeps the verdicts of the CAs still in it;
 * the CA bundle's and revocation lists' own windows (a CA's expiry, a
-  list's next update) are checked once per request.
+  list's next update) are checked once per request;
+* the verdict on a host no request has asked about for ``forget_after``
+  seconds (a host that left the cloud) is dropped at the next refresh.
 
 A request never waits for bulk verification. A certificate not seen
 before is verified by a background worker (a thread: a green thread when
@@ -66,7 +68,8 @@ _UNBOUNDED = float('inf')
 class _Verdict:
     """A kept verdict on the certificate ``pem`` of one host."""
 
-    __slots__ = ('pem', 'answer', 'not_before', 'until', 'issuer', 'serial')
+    __slots__ = ('pem', 'answer', 'not_before', 'until', 'issuer', 'serial',
+                 'used')
 
     def __init__(self, pem, decision, key, not_before=0.0, until=_UNBOUNDED,
                  issuer=None, serial=None):
@@ -79,6 +82,8 @@ class _Verdict:
         #: DER bytes of the issuing CA (None for a refusal)
         self.issuer = issuer
         self.serial = serial
+        #: when a request last read it (POSIX time)
+        self.used = None
 
 
 class _Trust:
@@ -169,6 +174,8 @@ class CertificateVerdicts:
         every host (``trust_unavailable``) until a refresh succeeds
     :param refresh_interval: seconds between two refreshes
         (:meth:`refresh_due`)
+    :param forget_after: seconds without a lookup after which a refresh
+        drops a host's verdict
     :param clock: returns the current POSIX time
     :param background: verify queued certificates in a worker thread;
         when False they wait for :meth:`verify_queued`
@@ -181,9 +188,10 @@ class CertificateVerdicts:
     """
 
     def __init__(self, load_trust, refresh_interval=60, clock=time.time,
-                 background=True, **verify_kwargs):
+                 background=True, forget_after=86400, **verify_kwargs):
         self._load_trust = load_trust
         self.refresh_interval = refresh_interval
+        self.forget_after = forget_after
         self._clock = clock
         self._background = background
         self._verify_kwargs = verify_kwargs
@@ -237,8 +245,9 @@ class CertificateVerdicts:
         again as a host not seen before; refusals are queued to be
         verified again in the background, and stand until then. When
         they did not change, only refusals time can lift
-        (``not_yet_valid``) are queued. Returns the number of verdicts
-        dropped or queued.
+        (``not_yet_valid``) are queued. Verdicts no request read for
+        ``forget_after`` seconds are dropped (not counted). Returns the
+        number of verdicts dropped or queued.
         """
         try:
             store, error = self._load_trust(), None
@@ -248,6 +257,7 @@ class CertificateVerdicts:
         with self._lock:
             previous = self._trust
             self._refreshed_at = self._clock()
+            self._forget(self._refreshed_at - self.forget_after)
             if (previous is not None and trust.store is not None
                     and trust.identity == previous.identity):
                 changed = False
@@ -262,6 +272,12 @@ class CertificateVerdicts:
             if self._background and self._order and self._worker is None:
                 self._start_worker()
         return count
+
+    def _forget(self, before):
+        """Drop the verdicts last read before ``before`` (under the lock)."""
+        for host in [host for host, entry in self._entries.items()
+                     if entry.used < before]:
+            del self._entries[host]
 
     def _apply(self, trust):
         """Drop the kept acceptances ``trust`` no longer vouches for."""
@@ -333,6 +349,7 @@ class CertificateVerdicts:
         with self._lock:
             queued = self._queued.get(host)
             if self._trust is trust and queued in (None, entry.pem):
+                entry.used = self._clock()
                 self._entries[host] = entry
                 if queued is not None:
                     del self._queued[host]
@@ -509,10 +526,13 @@ class Reader:
         entry = self._entries.get(host)
         if (entry is not None and entry.pem is pem and self._closed is None
                 and entry.not_before <= self.now < entry.until):
+            entry.used = self.now
             return entry.answer
         return self._lookup(host, pem, entry)
 
     def _lookup(self, host, pem, entry):
+        if entry is not None:
+            entry.used = self.now
         if self._closed is not None:
             return self._closed
         if (entry is not None and entry.pem == pem

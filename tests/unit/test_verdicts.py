@@ -350,6 +350,38 @@ class TimeTest(VerdictsTestBase):
         self.assertEqual(0, spy.call_count)
 
 
+class ForgetTest(VerdictsTestBase):
+    """Verdicts on hosts no request asks about any more are dropped."""
+
+    def test_host_no_request_reads_is_forgotten_at_refresh(self):
+        # Given verdicts on alpha and beta, and requests that go on
+        # reading beta only (alpha left the cloud)
+        verdicts = self.verdicts(forget_after=3600)
+        for host in ('alpha', 'beta'):
+            verdicts.verdict(host, self.pem(host))
+        self.clock.now += 1800
+        self.assertEqual('ok', self.code(verdicts, 'beta'))
+        # When a refresh comes more than forget_after after alpha's
+        # last read, and less after beta's
+        self.clock.now += 1801
+        verdicts.refresh()
+        # Then beta's verdict still holds, and alpha's is gone: a host of
+        # that name is judged again, as a host not seen before
+        with self.spy_verify() as spy:
+            self.assertEqual('ok', self.code(verdicts, 'beta'))
+        self.assertEqual(0, spy.call_count)
+        self.assertEqual('certificate_pending', self.code(verdicts, 'alpha'))
+
+    def test_nothing_is_forgotten_between_refreshes(self):
+        verdicts = self.verdicts(forget_after=3600)
+        verdicts.verdict('alpha', self.pem('alpha'))
+        verdicts.refresh()
+        self.clock.now += 7200
+        with self.spy_verify() as spy:
+            self.assertEqual('ok', self.code(verdicts, 'alpha'))
+        self.assertEqual(0, spy.call_count)
+
+
 class TrustChangeTest(VerdictsTestBase):
     """A new CRL or CA bundle is checked by serial and issuer."""
 
@@ -531,10 +563,11 @@ class UnreadableTrustTest(VerdictsTestBase):
         verdicts = self.verdicts(load_trust=self.broken_then(broken),
                                  background=True)
         verdicts.refresh()
-        gate = threading.Event()
+        entered, gate = threading.Event(), threading.Event()
         real = verify.verify_certificate
 
         def slow(*args, **kwargs):
+            entered.set()
             gate.wait(30)
             return real(*args, **kwargs)
 
@@ -542,6 +575,9 @@ class UnreadableTrustTest(VerdictsTestBase):
                                side_effect=slow):
             self.code(verdicts, 'alpha')
             self.code(verdicts, 'beta')
+            # The worker is verifying when the store breaks (had it not
+            # started yet, it would stop before the logs are watched).
+            self.assertTrue(entered.wait(30))
             broken[0] = True
             self.clock.now += 60
             verdicts.refresh()
