@@ -273,6 +273,9 @@ class _Planner(object):
         self._limits = {name: tuple(self.limit(name, k) for k in _SCORED)
                         for name in self.hosts}
         self._current = {name: self._shares(name) for name in self.hosts}
+        #: hosts without loads or limits, last in every order
+        self._blind = {name for name, shares in self._current.items()
+                       if shares[0] == math.inf}
         self._orders = {
             kind: sorted((shares[i], name)
                          for name, shares in self._current.items())
@@ -397,7 +400,10 @@ class _Planner(object):
         at least the share last reached in that kind's order, and the VM
         adds at least its smallest share on any host; a fit host scoring
         below that bound comes before every host not reached, so the
-        walk usually ends after a few hosts.
+        walk usually ends after a few hosts. Once the bound reaches a
+        limit no host not reached can fit, and the walk ends there too:
+        the hosts it did not reach are counted as ``would_overload``, or
+        ``destination_data_incomplete`` for hosts without loads.
         """
         cand = self.candidates.get(vm_id) or Candidate(vm_id)
         refusals = collections.Counter()
@@ -432,6 +438,19 @@ class _Planner(object):
                 refusals[decision.code] += 1
             if done:
                 return None, None, refusals
+            if bound >= 1.0:
+                self._count_unreached(seen, source, refusals)
+                return None, None, refusals
+
+    def _count_unreached(self, seen, source, refusals):
+        """Count the hosts a walk did not reach, by their refusal."""
+        others = len(self.hosts) - (source in self.hosts)
+        unreached = others - len(seen - {source})
+        blind = len(self._blind - seen - {source})
+        if blind:
+            refusals['destination_data_incomplete'] += blind
+        if unreached > blind:
+            refusals['would_overload'] += unreached - blind
 
     def _least_shares(self, load, extra):
         """Per scored kind, the smallest share of a limit the VM adds."""
