@@ -409,12 +409,13 @@ class _Planner(object):
         refusals = collections.Counter()
         least = self._least_shares(load, extra)
         walks = [iter(self._orders[k]) for k in _SCORED]
-        reached, seen, fit = [0.0] * len(walks), set(), []
+        reached, last = [0.0] * len(walks), [''] * len(walks)
+        seen, fit = set(), []
         while True:
             done = True
             for i, walk in enumerate(walks):
                 share, name = next(walk, (math.inf, None))
-                reached[i] = share
+                reached[i], last[i] = share, name
                 if name is None:
                     continue
                 done = False
@@ -428,9 +429,8 @@ class _Planner(object):
                     refusals[code] += 1
                     continue
                 heapq.heappush(fit, (score, name))
-            bound = math.inf if done else max(
-                r + a for r, a in zip(reached, least))
-            while fit and fit[0][0] < bound:
+            bound = self._walk_bound(done, reached, last, least)
+            while fit and fit[0] < bound:
                 name = heapq.heappop(fit)[1]
                 decision = self.eligible(vm_id, source, name)
                 if decision:
@@ -438,9 +438,25 @@ class _Planner(object):
                 refusals[decision.code] += 1
             if done:
                 return None, None, refusals
-            if bound >= 1.0:
+            if bound[0] >= 1.0:
                 self._count_unreached(seen, source, refusals)
                 return None, None, refusals
+
+    @staticmethod
+    def _walk_bound(done, reached, last, least):
+        """``(score, name)`` below which a fit host beats every unreached.
+
+        A host not reached scores at least ``reached + least`` in each
+        kind; when it scores exactly the highest of those, its share in
+        that kind is the one reached, and its name comes after the last
+        name reached in that kind's order.
+        """
+        if done:
+            return (math.inf, '')
+        sums = [r + a for r, a in zip(reached, least)]
+        bound = max(sums)
+        return (bound, max(name for name, s in zip(last, sums)
+                           if s == bound))
 
     def _count_unreached(self, seen, source, refusals):
         """Count the hosts a walk did not reach, by their refusal."""

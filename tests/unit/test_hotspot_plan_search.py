@@ -170,6 +170,38 @@ class SearchTest(unittest.TestCase):
         self.assertEqual('h097', result.moves[0].destination)
         self.assertLess(len(scored), 40)
 
+    def test_the_walk_stops_early_among_alike_hosts(self):
+        # 400 hosts with the same load (a batch of new hosts), one hot:
+        # the first alike host in name order takes the VM, and the search
+        # does not score the other alike hosts to be sure of it.
+        hosts = [model.HostInfo('h%03d' % i, 16, 1.25e9) for i in range(400)]
+        vms, data = [], {}
+        for i, host in enumerate(hosts):
+            for j in range(4 if i == 0 else 1):
+                vm_id = '%s-%d' % (host.name, j)
+                vms.append(model.VmInfo(vm_id, host.name))
+                data[vm_id] = {'cpu': flat(3.6 if i == 0 else 0.5),
+                               'net_in': flat(1e6), 'net_out': flat(1e6)}
+        free = {h.name: plan.Resources(8, 8192, 100) for h in hosts}
+        candidates = {v.id: plan.Candidate(v.id, plan.Resources(1, 1024, 10))
+                      for v in vms}
+        obs = model.Observations(NOW, TH.window, G, vm=data)
+        report = detect.detect(hosts, vms, obs, TH)
+        self.assertEqual(['h000'], [h.host for h in report.hotspots])
+        scored = []
+        fit = plan._Planner._fit
+
+        def counting(planner, name, *args):
+            scored.append(name)
+            return fit(planner, name, *args)
+
+        with mock.patch.object(plan._Planner, '_fit', counting):
+            result = plan.plan(report, hosts, vms, obs, TH, free,
+                               candidates, lambda *a: Decision.allow('ok'),
+                               {}, NOW, plan.Limits())
+        self.assertEqual(['h001'], [m.destination for m in result.moves])
+        self.assertLess(len(scored), 20)
+
     def test_the_walk_stops_early_when_no_host_can_fit(self):
         # 400 hosts; on one, a VM alone fills 95 % of the link: no host
         # can take it, and the search knows it after a few hosts.
