@@ -14,8 +14,10 @@ that issued it, and keeps the verdict for as long as its inputs hold:
   CA bundle keeps the verdicts of the CAs still in it;
 * the CA bundle's and revocation lists' own windows (a CA's expiry, a
   list's next update) are checked once per request;
-* the verdict on a host no request has asked about for ``forget_after``
-  seconds (a host that left the cloud) is dropped at the next refresh.
+* the verdict on a host that requests have stopped asking about (a
+  host that left the cloud) is dropped at a refresh once the latest
+  request is ``forget_after`` seconds past the host's last lookup; a
+  cloud with no request for that long keeps every verdict.
 
 A request never waits for bulk verification. A certificate not seen
 before is verified by a background worker (a thread: a green thread when
@@ -174,8 +176,8 @@ class CertificateVerdicts:
         every host (``trust_unavailable``) until a refresh succeeds
     :param refresh_interval: seconds between two refreshes
         (:meth:`refresh_due`)
-    :param forget_after: seconds without a lookup after which a refresh
-        drops a host's verdict
+    :param forget_after: seconds between a host's last lookup and the
+        latest request's after which a refresh drops the host's verdict
     :param clock: returns the current POSIX time
     :param background: verify queued certificates in a worker thread;
         when False they wait for :meth:`verify_queued`
@@ -205,6 +207,8 @@ class CertificateVerdicts:
         self._queued = {}
         self._order = collections.deque()
         self._new = 0
+        #: the time of the latest request (:class:`Reader`)
+        self._last_read = None
         self._pending = (PENDING, self._key(PENDING))
         #: ids of the readers in use: requests in progress
         self._serving = set()
@@ -245,9 +249,10 @@ class CertificateVerdicts:
         again as a host not seen before; refusals are queued to be
         verified again in the background, and stand until then. When
         they did not change, only refusals time can lift
-        (``not_yet_valid``) are queued. Verdicts no request read for
-        ``forget_after`` seconds are dropped (not counted). Returns the
-        number of verdicts dropped or queued.
+        (``not_yet_valid``) are queued. Verdicts last read
+        ``forget_after`` seconds or more before the latest request are
+        dropped (not counted). Returns the number of verdicts dropped or
+        queued.
         """
         try:
             store, error = self._load_trust(), None
@@ -257,7 +262,8 @@ class CertificateVerdicts:
         with self._lock:
             previous = self._trust
             self._refreshed_at = self._clock()
-            self._forget(self._refreshed_at - self.forget_after)
+            if self._last_read is not None:
+                self._forget(self._last_read - self.forget_after)
             if (previous is not None and trust.store is not None
                     and trust.identity == previous.identity):
                 changed = False
@@ -274,9 +280,9 @@ class CertificateVerdicts:
         return count
 
     def _forget(self, before):
-        """Drop the verdicts last read before ``before`` (under the lock)."""
+        """Drop the verdicts last read by ``before`` (under the lock)."""
         for host in [host for host, entry in self._entries.items()
-                     if entry.used < before]:
+                     if entry.used <= before]:
             del self._entries[host]
 
     def _apply(self, trust):
@@ -501,6 +507,8 @@ class Reader:
         self._trust = cache._current_trust()
         self.now = now
         self.inline = inline
+        if cache._last_read is None or now > cache._last_read:
+            cache._last_read = now
         closed = self._trust.closed(now)
         self._closed = (None if closed is None
                         else (closed, cache._key(closed)))

@@ -359,11 +359,11 @@ class ForgetTest(VerdictsTestBase):
         verdicts = self.verdicts(forget_after=3600)
         for host in ('alpha', 'beta'):
             verdicts.verdict(host, self.pem(host))
-        self.clock.now += 1800
+        self.clock.now += 3600
         self.assertEqual('ok', self.code(verdicts, 'beta'))
-        # When a refresh comes more than forget_after after alpha's
-        # last read, and less after beta's
-        self.clock.now += 1801
+        # When a refresh comes after a request forget_after past alpha's
+        # last read
+        self.clock.now += 60
         verdicts.refresh()
         # Then beta's verdict still holds, and alpha's is gone: a host of
         # that name is judged again, as a host not seen before
@@ -371,6 +371,21 @@ class ForgetTest(VerdictsTestBase):
             self.assertEqual('ok', self.code(verdicts, 'beta'))
         self.assertEqual(0, spy.call_count)
         self.assertEqual('certificate_pending', self.code(verdicts, 'alpha'))
+
+    def test_a_cloud_without_requests_keeps_every_verdict(self):
+        # Given verdicts read by a request, then no request for longer
+        # than forget_after (no move in a quiet cloud)
+        verdicts = self.verdicts(forget_after=3600)
+        for host in ('alpha', 'beta'):
+            verdicts.verdict(host, self.pem(host))
+        self.clock.now += 7200
+        # When the next request refreshes first
+        verdicts.refresh()
+        # Then both verdicts still hold: nothing is verified again
+        with self.spy_verify() as spy:
+            self.assertEqual(['ok', 'ok'], [self.code(verdicts, h)
+                                            for h in ('alpha', 'beta')])
+        self.assertEqual(0, spy.call_count)
 
     def test_nothing_is_forgotten_between_refreshes(self):
         verdicts = self.verdicts(forget_after=3600)
