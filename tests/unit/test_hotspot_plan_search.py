@@ -139,32 +139,9 @@ class SearchTest(unittest.TestCase):
     def test_the_walk_stops_early_on_a_large_cluster(self):
         # 400 alike hosts with distinct loads, one hot: the search
         # scores a handful of hosts, not all of them.
-        hosts = [model.HostInfo('h%03d' % i, 16, 1.25e9) for i in range(400)]
-        vms, data = [], {}
-        for i, host in enumerate(hosts):
-            for j in range(4):
-                vm_id = '%s-%d' % (host.name, j)
-                vms.append(model.VmInfo(vm_id, host.name))
-                cpu = 3.6 if i == 0 else 0.5 + (i % 97) / 100.0
-                data[vm_id] = {'cpu': flat(cpu), 'net_in': flat(1e6),
-                               'net_out': flat(1e6)}
-        free = {h.name: plan.Resources(8, 8192, 100) for h in hosts}
-        candidates = {v.id: plan.Candidate(v.id, plan.Resources(1, 1024, 10))
-                      for v in vms}
-        obs = model.Observations(NOW, TH.window, G, vm=data)
-        report = detect.detect(hosts, vms, obs, TH)
+        report, result, scored = plan_counting(lambda i: [
+            (3.6 if i == 0 else 0.5 + (i % 97) / 100.0, 1e6)] * 4)
         self.assertEqual(['h000'], [h.host for h in report.hotspots])
-        scored = []
-        fit = plan._Planner._fit
-
-        def counting(planner, name, *args):
-            scored.append(name)
-            return fit(planner, name, *args)
-
-        with mock.patch.object(plan._Planner, '_fit', counting):
-            result = plan.plan(report, hosts, vms, obs, TH, free,
-                               candidates, lambda *a: Decision.allow('ok'),
-                               {}, NOW, plan.Limits())
         self.assertEqual(1, len(result.moves))
         # the least loaded host (i % 97 == 0, lowest name) got the VM
         self.assertEqual('h097', result.moves[0].destination)
@@ -174,67 +151,23 @@ class SearchTest(unittest.TestCase):
         # 400 hosts with the same load (a batch of new hosts), one hot:
         # the first alike host in name order takes the VM, and the search
         # does not score the other alike hosts to be sure of it.
-        hosts = [model.HostInfo('h%03d' % i, 16, 1.25e9) for i in range(400)]
-        vms, data = [], {}
-        for i, host in enumerate(hosts):
-            for j in range(4 if i == 0 else 1):
-                vm_id = '%s-%d' % (host.name, j)
-                vms.append(model.VmInfo(vm_id, host.name))
-                data[vm_id] = {'cpu': flat(3.6 if i == 0 else 0.5),
-                               'net_in': flat(1e6), 'net_out': flat(1e6)}
-        free = {h.name: plan.Resources(8, 8192, 100) for h in hosts}
-        candidates = {v.id: plan.Candidate(v.id, plan.Resources(1, 1024, 10))
-                      for v in vms}
-        obs = model.Observations(NOW, TH.window, G, vm=data)
-        report = detect.detect(hosts, vms, obs, TH)
+        report, result, scored = plan_counting(
+            lambda i: [(3.6, 1e6)] * 4 if i == 0 else [(0.5, 1e6)])
         self.assertEqual(['h000'], [h.host for h in report.hotspots])
-        scored = []
-        fit = plan._Planner._fit
-
-        def counting(planner, name, *args):
-            scored.append(name)
-            return fit(planner, name, *args)
-
-        with mock.patch.object(plan._Planner, '_fit', counting):
-            result = plan.plan(report, hosts, vms, obs, TH, free,
-                               candidates, lambda *a: Decision.allow('ok'),
-                               {}, NOW, plan.Limits())
         self.assertEqual(['h001'], [m.destination for m in result.moves])
         self.assertLess(len(scored), 20)
 
     def test_the_walk_stops_early_when_no_host_can_fit(self):
         # 400 hosts; on one, a VM alone fills 95 % of the link: no host
         # can take it, and the search knows it after a few hosts.
-        hosts = [model.HostInfo('h%03d' % i, 16, 1.25e9) for i in range(400)]
-        vms, data = [], {}
-        for i, host in enumerate(hosts):
-            for j in range(2):
-                vm_id = '%s-%d' % (host.name, j)
-                vms.append(model.VmInfo(vm_id, host.name))
-                net = 0.95 * 1.25e9 if (i, j) == (0, 0) else 1e6 * (1 + i % 7)
-                data[vm_id] = {'cpu': flat(0.2 + (i % 97) / 100.0),
-                               'net_in': flat(net), 'net_out': flat(1e6)}
-        meters = {h.name: {'net_in': flat(sum(
-            data['%s-%d' % (h.name, j)]['net_in'][0][1] for j in range(2))),
-            'net_out': flat(2e6)} for h in hosts}
-        free = {h.name: plan.Resources(8, 8192, 100) for h in hosts}
-        candidates = {v.id: plan.Candidate(v.id, plan.Resources(1, 1024, 10))
-                      for v in vms}
-        obs = model.Observations(NOW, TH.window, G, vm=data, host=meters)
-        report = detect.detect(hosts, vms, obs, TH)
+        def loads(i):
+            cpu = 0.2 + (i % 97) / 100.0
+            small = (cpu, 1e6 * (1 + i % 7))
+            return [(cpu, 0.95 * 1.25e9) if i == 0 else small, small]
+
+        report, result, scored = plan_counting(loads, host_meters=True)
         self.assertEqual([('h000', detect.HOST_NETWORK)],
                          [(h.host, h.condition) for h in report.hotspots])
-        scored = []
-        fit = plan._Planner._fit
-
-        def counting(planner, name, *args):
-            scored.append(name)
-            return fit(planner, name, *args)
-
-        with mock.patch.object(plan._Planner, '_fit', counting):
-            result = plan.plan(report, hosts, vms, obs, TH, free,
-                               candidates, lambda *a: Decision.allow('ok'),
-                               {}, NOW, plan.Limits())
         # The small VM moves, which does not bring the link under its
         # threshold; the big one cannot go anywhere.
         self.assertEqual(['h000-1'], [m.instance for m in result.moves])
@@ -246,3 +179,41 @@ class SearchTest(unittest.TestCase):
         self.assertEqual({'would_overload': 2 * 399},
                          left.details['refusals'])
         self.assertLess(len(scored), 20)
+
+
+def plan_counting(loads, host_meters=False):
+    """Plan on 400 hosts of 16 cores and 10 Gb/s, counting hosts scored.
+
+    ``loads(i)`` gives the ``(cores, net_in bytes/s)`` of each VM of host
+    ``i``; with ``host_meters``, each host's link meters carry its VMs'
+    traffic. Returns the report, the plan and the names ``_fit`` scored.
+    """
+    hosts = [model.HostInfo('h%03d' % i, 16, 1.25e9) for i in range(400)]
+    vms, data, meters = [], {}, {}
+    for i, host in enumerate(hosts):
+        for j, (cpu, net_in) in enumerate(loads(i)):
+            vm_id = '%s-%d' % (host.name, j)
+            vms.append(model.VmInfo(vm_id, host.name))
+            data[vm_id] = {'cpu': flat(cpu), 'net_in': flat(net_in),
+                           'net_out': flat(1e6)}
+        if host_meters:
+            meters[host.name] = {
+                'net_in': flat(sum(n for _, n in loads(i))),
+                'net_out': flat(1e6 * len(loads(i)))}
+    free = {h.name: plan.Resources(8, 8192, 100) for h in hosts}
+    candidates = {v.id: plan.Candidate(v.id, plan.Resources(1, 1024, 10))
+                  for v in vms}
+    obs = model.Observations(NOW, TH.window, G, vm=data, host=meters)
+    report = detect.detect(hosts, vms, obs, TH)
+    scored = []
+    fit = plan._Planner._fit
+
+    def counting(planner, name, *args):
+        scored.append(name)
+        return fit(planner, name, *args)
+
+    with mock.patch.object(plan._Planner, '_fit', counting):
+        result = plan.plan(report, hosts, vms, obs, TH, free, candidates,
+                           lambda *a: Decision.allow('ok'), {}, NOW,
+                           plan.Limits())
+    return report, result, scored
