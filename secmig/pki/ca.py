@@ -85,6 +85,31 @@ def host_extensions_builder(builder, subject_key, issuer_cert, names,
             )
 
 
+def sign_host_certificate(ca_cert, ca_key, public_key, host, names,
+                          addresses, level, now, not_after):
+    """A host certificate for ``public_key``, as this CA issues it.
+
+    Subject (organization, clearance, host name), validity from five
+    minutes before ``now`` to ``not_after``, the extensions of
+    :func:`host_extensions_builder`, signed with ``ca_key``. Nothing is
+    checked and nothing recorded: hosts get theirs through
+    :meth:`CertificateAuthority.sign`.
+    """
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([
+                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'secmig'),
+                   clearance_ext.attribute(level),
+                   x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+               .issuer_name(ca_cert.subject)
+               .public_key(public_key)
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(not_after))
+    builder = host_extensions_builder(builder, public_key, ca_cert, names,
+                                      addresses, level)
+    return builder.sign(ca_key, keys.signature_hash(ca_key))
+
+
 class CertificateAuthority:
     """Operations on a CA directory; each one holds the directory lock."""
 
@@ -280,20 +305,8 @@ class CertificateAuthority:
         ca_key = self._key()
         not_after = min(now + datetime.timedelta(days=days),
                         self.cert.not_valid_after_utc)
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([
-                       x509.NameAttribute(NameOID.ORGANIZATION_NAME,
-                                          'secmig'),
-                       clearance_ext.attribute(level),
-                       x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-                   .issuer_name(self.cert.subject)
-                   .public_key(public_key)
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(not_after))
-        builder = host_extensions_builder(builder, public_key, self.cert,
-                                          names, addresses, level)
-        cert = builder.sign(ca_key, keys.signature_hash(ca_key))
+        cert = sign_host_certificate(self.cert, ca_key, public_key, host,
+                                     names, addresses, level, now, not_after)
         serial = '%x' % cert.serial_number
         fileio.write_atomic(self._path(os.path.join('issued',
                                                     serial + '.pem')),

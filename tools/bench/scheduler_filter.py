@@ -56,7 +56,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, os.pardir))
 
 from cryptography import x509  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 from oslo_utils import timeutils  # noqa: E402
 
 import nova.conf  # noqa: E402
@@ -69,7 +68,6 @@ from nova.scheduler import host_manager  # noqa: E402
 from secmig.nova import filter as secmig_filter  # noqa: E402
 from secmig.nova import stats as secmig_stats  # noqa: E402
 from secmig.pki import ca as ca_mod  # noqa: E402
-from secmig.pki import clearance  # noqa: E402
 from secmig.pki import keys  # noqa: E402
 from secmig import verdicts as verdicts_mod  # noqa: E402
 
@@ -103,19 +101,9 @@ def host_certificates(ca, names, key_count):
 
 def host_certificate(ca, ca_key, name, public_key):
     now = ca_mod.utcnow()
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([
-                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'secmig'),
-                   clearance.attribute(1),
-                   x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-               .issuer_name(ca.cert.subject)
-               .public_key(public_key)
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=30)))
-    builder = ca_mod.host_extensions_builder(
-        builder, public_key, ca.cert, [name], [], 1)
-    cert = builder.sign(ca_key, keys.signature_hash(ca_key))
+    cert = ca_mod.sign_host_certificate(
+        ca.cert, ca_key, public_key, name, [name], [], 1, now,
+        now + datetime.timedelta(days=30))
     return keys.cert_pem(cert).decode('ascii')
 
 

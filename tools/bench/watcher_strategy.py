@@ -85,14 +85,10 @@ from watcher.decision_engine.strategy.strategies import (  # noqa: E402
 from watcher.decision_engine.strategy.strategies import (  # noqa: E402
     workload_stabilization)
 
-from cryptography import x509  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-
 from secmig.hotspot import detect  # noqa: E402
 from secmig.hotspot import model as hmodel  # noqa: E402
 from secmig.hotspot import plan as plan_mod  # noqa: E402
 from secmig.pki import ca as ca_mod  # noqa: E402
-from secmig.pki import clearance  # noqa: E402
 from secmig.pki import keys  # noqa: E402
 from tests import gnocchi_fixture as gf  # noqa: E402
 
@@ -364,21 +360,9 @@ def issue_certificates(site, names):
     ca_cert = site.pki.ca.cert
     now = datetime.datetime.now(datetime.timezone.utc)
     for name in names:
-        key = keys.generate_key()
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([
-                       x509.NameAttribute(NameOID.ORGANIZATION_NAME,
-                                          'secmig'),
-                       clearance.attribute(0),
-                       x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                   .issuer_name(ca_cert.subject)
-                   .public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1)))
-        cert = ca_mod.host_extensions_builder(
-            builder, key.public_key(), ca_cert, [name], ['127.0.0.1'],
-            0).sign(ca_key, keys.signature_hash(ca_key))
+        cert = ca_mod.sign_host_certificate(
+            ca_cert, ca_key, keys.generate_key().public_key(), name, [name],
+            ['127.0.0.1'], 0, now, now + datetime.timedelta(days=1))
         with open(os.path.join(site.host_cert_dir, name + '.pem'),
                   'wb') as f:
             f.write(keys.cert_pem(cert))
