@@ -98,13 +98,13 @@ def _dsn_for(dbname):
     return '%s/%s' % (base, dbname)
 
 
-def _admin_sql(statement):
+def _admin_sql(statement, dsn=PG_DSN):
     import psycopg2
     try:
-        conn = psycopg2.connect(PG_DSN, connect_timeout=10)
+        conn = psycopg2.connect(dsn, connect_timeout=10)
     except psycopg2.Error as e:
         raise GnocchiFixtureError(
-            'PostgreSQL unreachable at %s: %s' % (PG_DSN, e))
+            'PostgreSQL unreachable at %s: %s' % (dsn, e))
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -453,11 +453,19 @@ class GnocchiServer(object):
         return status['storage']['summary']['measures']
 
     def wait_processed(self, timeout=120):
-        """Block until metricd has processed every posted measure."""
+        """Block until metricd has processed every posted measure.
+
+        Then refresh the indexer's planner statistics, as PostgreSQL's
+        autovacuum does after a bulk load. Where autovacuum is off (CI
+        machines turn it off), a database loaded with thousands of
+        resources keeps the estimates of an empty one, and every search
+        joins the whole metric table.
+        """
         deadline = time.monotonic() + timeout
         while True:
             left = self.backlog()
             if left == 0:
+                _admin_sql('ANALYZE', _dsn_for(self.dbname))
                 return
             if self.metricd is None or self.metricd.poll() is not None:
                 raise GnocchiFixtureError(

@@ -408,17 +408,22 @@ class _Planner(object):
         cand = self.candidates.get(vm_id) or Candidate(vm_id)
         refusals = collections.Counter()
         least = self._least_shares(load, extra)
-        walks = [iter(self._orders[k]) for k in _SCORED]
+        orders = [self._orders[k] for k in _SCORED]
+        walks = [iter(order) for order in orders]
         reached, last = [0.0] * len(walks), [''] * len(walks)
+        taken = [0] * len(walks)
         seen, fit = set(), []
+        steps = range(len(walks))
         while True:
-            done = True
-            for i, walk in enumerate(walks):
-                share, name = next(walk, (math.inf, None))
+            done = False
+            for i in steps:
+                share, name = next(walks[i], (math.inf, None))
                 reached[i], last[i] = share, name
+                taken[i] += 1
                 if name is None:
+                    # every order holds every host: all were reached
+                    done = True
                     continue
-                done = False
                 if name in seen:
                     continue
                 seen.add(name)
@@ -441,6 +446,7 @@ class _Planner(object):
             if bound[0] >= 1.0:
                 self._count_unreached(seen, source, refusals)
                 return None, None, refusals
+            steps = self._next_steps(orders, taken, least, fit)
 
     @staticmethod
     def _walk_bound(done, reached, last, least):
@@ -457,6 +463,21 @@ class _Planner(object):
         bound = max(sums)
         return (bound, max(name for name, s in zip(last, sums)
                            if s == bound))
+
+    @staticmethod
+    def _next_steps(orders, taken, least, fit):
+        """The orders to take a host from next, by index.
+
+        The walk ends once any one order reaches the share at which its
+        bound passes the best fit host found: the order with the fewest
+        hosts left before that share goes on alone. Without a fit host,
+        every order goes on.
+        """
+        if not fit:
+            return range(len(orders))
+        best = fit[0][0]
+        return (min(range(len(orders)), key=lambda i: bisect.bisect_left(
+            orders[i], (best - least[i], '')) - taken[i]),)
 
     def _count_unreached(self, seen, source, refusals):
         """Count the hosts a walk did not reach, by their refusal."""

@@ -180,6 +180,24 @@ class SearchTest(unittest.TestCase):
                          left.details['refusals'])
         self.assertLess(len(scored), 20)
 
+    def test_the_walk_follows_the_order_nearest_its_end(self):
+        # Hosts busy on CPU are idle on their link and the other way
+        # round; the VM adds much CPU and little traffic. The best host
+        # (h131) balances both; the walk ends when one order passes its
+        # score, which the CPU order does 130 hosts in and the inbound
+        # order 270 hosts in. Walked in turns, the three orders score
+        # some 260 hosts; the CPU order alone, some 140.
+        def loads(i):
+            if i == 0:
+                return [(3.6, 1e6)] * 4
+            return [(0.2 + 12.0 * i / 400, 0.9e9 * (1 - i / 400.0))]
+
+        report, result, scored = plan_counting(loads, host_meters=True)
+        self.assertEqual([('h000', detect.HOST_CPU)],
+                         [(h.host, h.condition) for h in report.hotspots])
+        self.assertEqual(['h131'], [m.destination for m in result.moves])
+        self.assertLess(len(scored), 180)
+
 
 def plan_counting(loads, host_meters=False):
     """Plan on 400 hosts of 16 cores and 10 Gb/s, counting hosts scored.
