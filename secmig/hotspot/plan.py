@@ -400,7 +400,9 @@ class _Planner(object):
         at least the share last reached in that kind's order, and the VM
         adds at least its smallest share on any host; a fit host scoring
         below that bound comes before every host not reached, so the
-        walk usually ends after a few hosts. Once the bound reaches a
+        walk usually ends after a few hosts. While no host fits, the
+        orders are walked in turns; then only the order nearest to
+        passing the best fit host's score. Once the bound reaches a
         limit no host not reached can fit, and the walk ends there too:
         the hosts it did not reach are counted as ``would_overload``, or
         ``destination_data_incomplete`` for hosts without loads.
@@ -413,7 +415,7 @@ class _Planner(object):
         reached, last = [0.0] * len(walks), [''] * len(walks)
         taken = [0] * len(walks)
         seen, fit = set(), []
-        steps = range(len(walks))
+        steps, aimed = range(len(walks)), None
         while True:
             done = False
             for i in steps:
@@ -446,7 +448,11 @@ class _Planner(object):
             if bound[0] >= 1.0:
                 self._count_unreached(seen, source, refusals)
                 return None, None, refusals
-            steps = self._next_steps(orders, taken, least, fit)
+            if not fit:
+                steps = range(len(walks))
+            elif fit[0] != aimed:
+                aimed = fit[0]
+                steps = (self._nearest_order(orders, taken, least, aimed[0]),)
 
     @staticmethod
     def _walk_bound(done, reached, last, least):
@@ -465,19 +471,13 @@ class _Planner(object):
                            if s == bound))
 
     @staticmethod
-    def _next_steps(orders, taken, least, fit):
-        """The orders to take a host from next, by index.
-
-        The walk ends once any one order reaches the share at which its
-        bound passes the best fit host found: the order with the fewest
-        hosts left before that share goes on alone. Without a fit host,
-        every order goes on.
+    def _nearest_order(orders, taken, least, score):
+        """The index of the order fewest hosts away from a bound of
+        ``score``, the best fit host's: the walk ends as soon as any one
+        order gets there.
         """
-        if not fit:
-            return range(len(orders))
-        best = fit[0][0]
-        return (min(range(len(orders)), key=lambda i: bisect.bisect_left(
-            orders[i], (best - least[i], '')) - taken[i]),)
+        return min(range(len(orders)), key=lambda i: bisect.bisect_left(
+            orders[i], (score - least[i], '')) - taken[i])
 
     def _count_unreached(self, seen, source, refusals):
         """Count the hosts a walk did not reach, by their refusal."""

@@ -20,7 +20,7 @@ runs one audit of each:
   it fails).
 
 For each it prints the wall time of the audit (for secmig, the median
-of three audits on fresh models; each one's time is printed too), its
+of five audits on fresh models; each one's time is printed too), its
 CPU time (the strategy's process and Gnocchi's API processes: the work
 it costs, whatever the machine lets run in parallel), the Gnocchi HTTP
 requests it sent (counted by the server), the migrations proposed and
@@ -107,7 +107,7 @@ EXPECTED = 200 * MB
 STARVED = 50 * MB
 #: secmig audits per size (median reported): each takes seconds, and a
 #: shared two-core machine makes a single one noisy.
-AUDITS = 3
+AUDITS = 5
 PARAMS = dict(window=POINTS * G, granularity=G, stale_after=3 * G,
               min_points=3, link_gbps=LINK_GBPS, max_migrations=10000,
               max_migrations_per_source=5, max_migrations_per_destination=2)
