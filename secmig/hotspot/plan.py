@@ -273,12 +273,21 @@ class _Planner(object):
         self._limits = {name: tuple(self.limit(name, k) for k in _SCORED)
                         for name in self.hosts}
         self._current = {name: self._shares(name) for name in self.hosts}
+        #: hosts that are never a destination in this plan, and why (the
+        #: first refusal of :meth:`_fit` that is not about the VM)
+        self._barred = {
+            name: 'destination_hot' if name in self.hot
+            else 'destination_data_incomplete' for name in self.hosts
+            if name in self.hot or name in self.unusable
+            or name not in self.level}
+        self._barred_counts = collections.Counter(self._barred.values())
         #: hosts without loads or limits, last in every order
         self._blind = {name for name, shares in self._current.items()
-                       if shares[0] == math.inf}
+                       if shares[0] == math.inf and name not in self._barred}
         self._orders = {
             kind: sorted((shares[i], name)
-                         for name, shares in self._current.items())
+                         for name, shares in self._current.items()
+                         if name not in self._barred)
             for i, kind in enumerate(_SCORED)}
         # One host per (vCPUs, link) shape: what a VM adds depends on
         # nothing else. Hosts without vCPUs never fit.
@@ -405,10 +414,15 @@ class _Planner(object):
         passing the best fit host's score. Once the bound reaches a
         limit no host not reached can fit, and the walk ends there too:
         the hosts it did not reach are counted as ``would_overload``, or
-        ``destination_data_incomplete`` for hosts without loads.
+        ``destination_data_incomplete`` for hosts without loads. Hot
+        hosts and hosts without data are never walked: they are counted
+        up front.
         """
         cand = self.candidates.get(vm_id) or Candidate(vm_id)
-        refusals = collections.Counter()
+        refusals = collections.Counter(self._barred_counts)
+        if source in self._barred:
+            refusals[self._barred[source]] -= 1
+            refusals = +refusals  # without the reasons counted 0 times
         least = self._least_shares(load, extra)
         orders = [self._orders[k] for k in _SCORED]
         walks = [iter(order) for order in orders]
@@ -472,9 +486,10 @@ class _Planner(object):
 
     @staticmethod
     def _nearest_order(orders, taken, least, score):
-        """The index of the order fewest hosts away from a bound of
-        ``score``, the best fit host's: the walk ends as soon as any one
-        order gets there.
+        """The order fewest hosts away from a bound of ``score``.
+
+        ``score`` is the best fit host's: the walk ends as soon as any
+        one order gets there. Returns the order's index.
         """
         return min(range(len(orders)), key=lambda i: bisect.bisect_left(
             orders[i], (score - least[i], '')) - taken[i])
@@ -482,7 +497,8 @@ class _Planner(object):
     def _count_unreached(self, seen, source, refusals):
         """Count the hosts a walk did not reach, by their refusal."""
         others = len(self.hosts) - (source in self.hosts)
-        unreached = others - len(seen - {source})
+        unreached = (others - len(seen - {source})
+                     - len(self._barred.keys() - {source}))
         blind = len(self._blind - seen - {source})
         if blind:
             refusals['destination_data_incomplete'] += blind
@@ -512,6 +528,8 @@ class _Planner(object):
     def _reorder(self, *names):
         """Keep the orders of shares sorted after ``names``' loads changed."""
         for name in names:
+            if name in self._barred:
+                continue
             new = self._shares(name)
             for kind, old, share in zip(_SCORED, self._current[name], new):
                 order = self._orders[kind]

@@ -197,9 +197,10 @@ class PlanTest(unittest.TestCase):
             c.vm('b%d' % i, 'hot%d' % i, cpu=1.5)
         _, result = c.run(max_per_destination=1)
         self.assertEqual(1, len(result.moves))
-        self.assertEqual(['destination_cap'] * 2,
-                         [next(iter(u.details['refusals']))
-                          for u in result.unresolved])
+        # 'cool' took one VM and the other hot hosts are no destination,
+        # for each of the two VMs of each hot host left
+        self.assertEqual([{'destination_cap': 2, 'destination_hot': 4}] * 2,
+                         [u.details['refusals'] for u in result.unresolved])
         c.host('cool2').host('cool3')
         _, result = c.run(max_migrations=2)
         self.assertEqual(2, len(result.moves))
