@@ -273,13 +273,9 @@ class _Planner(object):
         self._limits = {name: tuple(self.limit(name, k) for k in _SCORED)
                         for name in self.hosts}
         self._current = {name: self._shares(name) for name in self.hosts}
-        #: hosts that are never a destination in this plan, and why (the
-        #: first refusal of :meth:`_fit` that is not about the VM)
-        self._barred = {
-            name: 'destination_hot' if name in self.hot
-            else 'destination_data_incomplete' for name in self.hosts
-            if name in self.hot or name in self.unusable
-            or name not in self.level}
+        #: hosts that are never a destination in this plan, and why
+        self._barred = {name: code for name in self.hosts
+                        if (code := self._barring(name))}
         self._barred_counts = collections.Counter(self._barred.values())
         #: hosts without loads or limits, last in every order
         self._blind = {name for name, shares in self._current.items()
@@ -537,16 +533,23 @@ class _Planner(object):
                 bisect.insort(order, (share, name))
             self._current[name] = new
 
+    def _barring(self, name):
+        """Why ``name`` can take no VM in this plan, or None."""
+        if name in self.hot:
+            return 'destination_hot'
+        if name in self.unusable or name not in self.level:
+            return 'destination_data_incomplete'
+        return None
+
     def _fit(self, name, cand, load, extra):
         """``(None, score)`` if ``name`` may take the VM, else a refusal.
 
         A refusal is ``(code, None)``. The score is the highest share of a
         limit the host reaches with the VM.
         """
-        if name in self.hot:
-            return 'destination_hot', None
-        if name in self.unusable or name not in self.level:
-            return 'destination_data_incomplete', None
+        code = self._barring(name)
+        if code:
+            return code, None
         if self.into[name] >= self.limits.max_per_destination:
             return 'destination_cap', None
         free = self.free.get(name)
